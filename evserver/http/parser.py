@@ -1,0 +1,652 @@
+"""The incremental HTTP/1.1 request parser (RFC 9112), sans-I/O: bytes in, events out.
+
+What this module knows: the bytes of HTTP/1.1 requests, as RFC 9112 (message syntax) and
+RFC 9110 (fields, lists, tokens) define them. What it must not know: where the bytes come from
+(sockets, files), what time it is, and what anyone does with the events. It never reads, never
+writes, never logs.
+
+How it is used::
+
+    parser = RequestParser()
+    parser.feed(received)            # b"" means the peer ended its input
+    event = parser.next_event()      # Request | Data | END_OF_MESSAGE | NEED_DATA | CLOSED
+
+The same object parses the next pipelined request after ``END_OF_MESSAGE``; no reset call.
+
+The state machine lives in one place: :class:`State` and :data:`TRANSITIONS` below list every
+state and every move between them, and ``next_event`` dispatches on the state through
+``_READERS``. Nothing else decides what the parser is doing.
+
+Decisions taken where RFC 9112 leaves a choice (each one makes us stricter, never looser, because
+a request two parsers read differently is how request smuggling starts):
+
+- Line terminators are exactly CRLF. A bare LF is **rejected** with 400 (RFC 9112 2.2 allows a
+  recipient to recognise it; we do not, since a front proxy that does not would see different
+  lines). A bare CR anywhere in the head is 400 (RFC 9112 2.2 forbids treating it as a break).
+- Up to :data:`MAX_LEADING_EMPTY_LINES` empty lines before a request line are ignored (RFC 9112
+  2.2 asks for at least one); more are 400, so a client cannot keep us busy with CRLFs.
+- Request-target characters are those RFC 3986 allows in a URI (unreserved, gen-delims except
+  ``#``, sub-delims) plus ``%``; anything else, including SP, CTLs, bytes >= 0x80, ``#`` (a
+  fragment is never sent, RFC 9112 3.2), ``"``, ``<``, ``>``, ``\\``, ``^``, backtick, ``{``,
+  ``|``, ``}`` is 400. Percent-decoding is the handler's business.
+- ``Transfer-Encoding`` lists are parsed strictly (no empty list elements); only ``chunked`` is
+  implemented, so any other coding is 501; ``chunked`` twice or not last is 400; together with
+  ``Content-Length`` it is 400 (RFC 9112 6.1, 6.3); in an HTTP/1.0 request it is 400.
+- ``Content-Length`` is ``1*DIGIT`` (ASCII 0-9 only) with at most
+  :data:`MAX_CONTENT_LENGTH_DIGITS` digits; a list of identical values is folded (RFC 9110 8.6).
+- ``Host`` syntax is checked loosely: no whitespace, CTL, ``/``, ``?``, ``#`` or ``@``.
+- ``Expect: 100-continue`` is honoured for HTTP/1.1 and ignored for HTTP/1.0 (RFC 9110 10.1.1);
+  any other expectation is 417.
+
+Invariants:
+
+- Every byte of a head is matched by an explicit rule. The head is decoded as ISO-8859-1 once,
+  and the regular expressions use explicit character classes only (never ``\\s``, ``\\d``,
+  ``\\w``, ``str.split()``, ``strip()``, ``splitlines()`` or ``int()`` on unproven text: those
+  accept ``\\x85``, ``\\xa0``, ``\\x1c``, ``+1``, ``1_0`` or non-ASCII digits).
+- Work is linear in the bytes received: while a head is incomplete the parser remembers how far
+  it searched, so a head fed one byte at a time costs O(n) (h11's receive-buffer idea).
+- After the first error every ``feed`` and ``next_event`` raises that same error again: the
+  connection must close, since the framing of what follows is unknown.
+- A ``Data`` event is never empty.
+
+Speed: this is the hot path of the whole server (a few microseconds per typical head), which is
+why the head is validated with two regular-expression passes over the whole block instead of a
+Python loop over lines, and why the common cases (no body, keep-alive) take the shortest branch.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Final
+
+from evserver.http.errors import (
+    BadRequest,
+    ExpectationFailed,
+    HeadersTooLarge,
+    HTTPError,
+    NotImplementedCoding,
+    PayloadTooLarge,
+    URITooLong,
+    VersionNotSupported,
+)
+from evserver.http.events import (
+    CLOSED,
+    END_OF_MESSAGE,
+    NEED_DATA,
+    Data,
+    Event,
+    Request,
+)
+from evserver.http.limits import (
+    DEFAULT_LIMITS,
+    MAX_CHUNK_LINE,
+    MAX_CHUNK_SIZE_DIGITS,
+    MAX_TRAILER,
+    ParserLimits,
+)
+
+MAX_LEADING_EMPTY_LINES: Final = 8
+"""[400] RFC 9112 2.2 asks us to skip at least one CRLF before a request line; bound the work."""
+
+MAX_CONTENT_LENGTH_DIGITS: Final = 18
+"""[400] 18 decimal digits stay below 2**63; a longer Content-Length is an overflow attempt."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Character classes and grammar (RFC 9110 5.6.2 token, 5.5 field values; RFC 3986 URI chars).
+# All patterns work on text decoded as ISO-8859-1 and use explicit classes only, with re.ASCII
+# so case-insensitive matching cannot fold a non-ASCII letter onto an ASCII one.
+
+_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"  # RFC 9110 5.6.2
+_VCHAR_OBS = r"\x21-\x7e\x80-\xff"  # RFC 9110 5.5: field-vchar = VCHAR / obs-text
+# RFC 3986 2.2/2.3: unreserved, gen-delims without "#", sub-delims; plus "%" (pct-encoded).
+_TARGET_CHAR = r"A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%"
+_AUTHORITY_CHAR = r"A-Za-z0-9\-._~:\[\]@!$&'()*+,;=%"  # the same without "/" and "?"
+_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+
+# RFC 9112 3: request-line = method SP request-target SP HTTP-version, exactly one SP each;
+# RFC 9112 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT (case-sensitive).
+_REQUEST_LINE = re.compile(
+    rf"([{_TCHAR}]+) ([{_TARGET_CHAR}]+) HTTP/([0-9])\.([0-9])", re.ASCII
+)
+# RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]
+_ORIGIN_FORM = re.compile(r"/[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]*", re.ASCII)
+# RFC 9112 3.2.2: absolute-form = absolute-URI; we accept the http and https schemes, with a
+# non-empty authority (RFC 9110 4.2.1: an http URI with an empty host is invalid).
+_ABSOLUTE_FORM = re.compile(
+    rf"(?i:https?)://[{_AUTHORITY_CHAR}]+(?:[/?][{_TARGET_CHAR}]*)?", re.ASCII
+)
+# RFC 9112 3.2.3: authority-form = uri-host ":" port (only for CONNECT)
+_AUTHORITY_FORM = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+", re.ASCII
+)
+
+# RFC 9112 5: field-line = field-name ":" OWS field-value OWS, then CRLF.
+# No whitespace before the colon (5.1), no obs-fold (5.2: a line starting with SP/HTAB is not a
+# field name), field-value without CTLs except HTAB inside (RFC 9110 5.5), OWS = SP / HTAB.
+_FIELD_VALUE = rf"(?:[{_VCHAR_OBS}](?:[ \t{_VCHAR_OBS}]*[{_VCHAR_OBS}])?)?"
+_FIELD_LINE_TEXT = rf"([{_TCHAR}]+):[ \t]*({_FIELD_VALUE})[ \t]*\r\n"
+_FIELD_LINES = re.compile(_FIELD_LINE_TEXT, re.ASCII)  # findall -> [(name, value), ...]
+_FIELD_BLOCK = re.compile(  # fullmatch proves every byte of the block is some field line
+    rf"(?:[{_TCHAR}]+:[ \t]*{_FIELD_VALUE}[ \t]*\r\n)*", re.ASCII
+)
+
+_HOST = re.compile(r"[^ \t/?#@]*", re.ASCII)  # RFC 9112 3.2, loosely: see the module docstring
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+# RFC 9110 8.6 with 5.6.1 lists: identical values may arrive as "5, 5" (or two fields).
+_CONTENT_LENGTH_LIST = re.compile(r"[0-9]+(?:[ \t]*,[ \t]*[0-9]+)*", re.ASCII)
+_LIST_TOKEN = re.compile(rf"[{_TCHAR}]+", re.ASCII)
+# RFC 9112 6.1 / RFC 9110 10.1.4: transfer-coding = token *( OWS ";" OWS transfer-parameter ),
+# transfer-parameter = token BWS "=" BWS ( token / quoted-string ); one element plus separator.
+_TRANSFER_CODING = re.compile(
+    rf"([{_TCHAR}]+)(?:[ \t]*;[ \t]*[{_TCHAR}]+[ \t]*=[ \t]*(?:[{_TCHAR}]+|{_QUOTED_STRING}))*"
+    r"(?:[ \t]*,[ \t]*|\Z)",
+    re.ASCII,
+)
+
+# RFC 9112 7.1: chunk-size = 1*HEXDIG, chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS
+# ext-val ] ), ext-val = token / quoted-string. No trailing whitespace without an extension.
+_CHUNK_LINE = re.compile(
+    (
+        rf"([0-9A-Fa-f]{{1,{MAX_CHUNK_SIZE_DIGITS}}})"
+        rf"(?:[ \t]*;[ \t]*[{_TCHAR}]+(?:[ \t]*=[ \t]*(?:[{_TCHAR}]+|{_QUOTED_STRING}))?)*"
+    ).encode("ascii")
+)
+
+
+class State(enum.Enum):
+    """Where the parser is in the current request."""
+
+    HEAD = "waiting for a request head (or for the end of input between requests)"
+    BODY = "reading a Content-Length body"
+    CHUNK_SIZE = "waiting for a chunk-size line"
+    CHUNK_DATA = "reading chunk data"
+    CHUNK_DATA_END = "waiting for the CRLF after chunk data"
+    TRAILER = "reading the trailer section after the last chunk"
+    END = "the body is complete; END_OF_MESSAGE is due"
+    CLOSED = "the peer ended its input between requests"
+
+
+TRANSITIONS: Final[dict[State, frozenset[State]]] = {
+    State.HEAD: frozenset({State.BODY, State.CHUNK_SIZE, State.END, State.CLOSED}),
+    State.BODY: frozenset({State.HEAD}),
+    State.CHUNK_SIZE: frozenset({State.CHUNK_DATA, State.TRAILER}),
+    State.CHUNK_DATA: frozenset({State.CHUNK_DATA_END}),
+    State.CHUNK_DATA_END: frozenset({State.CHUNK_SIZE}),
+    State.TRAILER: frozenset({State.HEAD}),
+    State.END: frozenset({State.HEAD}),
+    State.CLOSED: frozenset(),
+}
+"""Every move the parser makes. Any state may also end in an error, which is final."""
+
+
+class RequestParser:
+    """Turns the bytes of one connection into request events. See the module docstring."""
+
+    __slots__ = (
+        "_body_total",
+        "_buffer",
+        "_empty_lines",
+        "_eof",
+        "_error",
+        "_head_searched",
+        "_limits",
+        "_line_end",
+        "_line_searched",
+        "_remaining",
+        "_state",
+        "bytes_scanned",
+    )
+
+    def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+        self._buffer = bytearray()
+        self._state = State.HEAD
+        self._eof = False
+        self._error: HTTPError | None = None
+        self._head_searched = 0  # the head terminator is not in _buffer[:_head_searched]
+        self._line_end = -1  # where the first line of the buffer ends, once known
+        self._line_searched = 0  # no CRLF in _buffer[:_line_searched] (request or chunk line)
+        self._empty_lines = 0  # empty lines skipped before the current request line
+        self._remaining = 0  # body or chunk bytes still to hand out
+        self._body_total = 0  # decoded chunked-body bytes so far (for max_body)
+        self.bytes_scanned = 0
+        """Bytes searched while waiting for an incomplete head; tests use it to prove linearity."""
+
+    # -- public interface ----------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; ``b""`` means the peer ended its input."""
+        if self._error is not None:
+            raise self._error
+        if data:
+            if self._eof:
+                raise RuntimeError("feed() after end of input")
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def next_event(self) -> Event:
+        """The next event, ``NEED_DATA`` if more bytes are needed, or raise an ``HTTPError``."""
+        if self._error is not None:
+            raise self._error
+        try:
+            return _READERS[self._state](self)
+        except HTTPError as error:
+            self._error = error
+            raise
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held but not yet turned into events."""
+        return len(self._buffer)
+
+    @property
+    def mid_request(self) -> bool:
+        """Some of a request has arrived and its END_OF_MESSAGE has not been returned yet."""
+        state = self._state
+        if state is State.HEAD:
+            return bool(self._buffer)
+        return state is not State.CLOSED
+
+    @property
+    def state(self) -> State:
+        """The current state (for tests, tools and ``repr``)."""
+        return self._state
+
+    def __repr__(self) -> str:
+        error = f", error={self._error!r}" if self._error is not None else ""
+        return f"<RequestParser {self._state.name} buffered={len(self._buffer)}{error}>"
+
+    # -- the head ------------------------------------------------------------------------------
+
+    def _read_head(self) -> Event:
+        buffer = self._buffer
+        if buffer.startswith(_LINE_BREAK_STARTS) and self._head_searched == 0:
+            self._skip_empty_lines()
+            if buffer == b"\r":  # half of an empty line: wait for its LF
+                if self._eof:
+                    raise BadRequest("incomplete request")
+                return NEED_DATA
+        if not buffer:
+            if self._eof:
+                self._state = State.CLOSED
+                return CLOSED
+            return NEED_DATA
+        searched = self._head_searched
+        # RFC 9112 2.1: the head ends with an empty line; search only the bytes not yet searched.
+        head_end = buffer.find(b"\r\n\r\n", searched - 3 if searched > 3 else 0)
+        if head_end < 0:
+            return self._head_incomplete()
+        head = buffer[: head_end + 2].decode("latin-1")
+        del buffer[: head_end + 4]
+        self._head_searched = 0
+        self._line_end = -1
+        self._line_searched = 0
+        self._empty_lines = 0
+        if head_end + 4 > self._limits.max_head:
+            raise HeadersTooLarge("request head too large")
+        return self._parse_head(head)
+
+    def _skip_empty_lines(self) -> None:
+        # RFC 9112 2.2: ignore at least one empty line (CRLF) received before the request line.
+        buffer = self._buffer
+        while buffer.startswith(b"\r\n"):
+            del buffer[:2]
+            self._empty_lines += 1
+            if self._empty_lines > MAX_LEADING_EMPTY_LINES:
+                raise BadRequest("too many empty lines before the request line")
+        if buffer.startswith(b"\n"):
+            raise BadRequest("bare LF before the request line")  # our choice, RFC 9112 2.2
+        if buffer.startswith(b"\r") and len(buffer) > 1:
+            raise BadRequest("bare CR before the request line")  # RFC 9112 2.2
+
+    def _head_incomplete(self) -> Event:
+        """No empty line yet: enforce the limits on what we hold, remember how far we looked."""
+        buffer = self._buffer
+        size = len(buffer)
+        searched = self._head_searched
+        self.bytes_scanned += size - searched + 3
+        # A bare LF line break would leave us waiting for a CRLFCRLF that never comes.
+        if buffer.find(b"\n\n", searched - 1 if searched else 0) >= 0:
+            raise BadRequest("bare LF in the request head")
+        self._head_searched = size
+        limit = self._limits.max_request_line
+        if self._line_end < 0:
+            start = self._line_searched
+            self.bytes_scanned += size - start + 1
+            self._line_end = buffer.find(b"\r\n", start - 1 if start else 0)
+            self._line_searched = size
+            # Once size >= limit + 2, any CRLF still to come would end a line longer than limit.
+            if self._line_end < 0 and size >= limit + 2:
+                raise URITooLong("request line too long")
+        if self._line_end > limit:
+            raise URITooLong("request line too long")
+        # Any terminator still to come would end beyond max_head.
+        if size >= self._limits.max_head:
+            raise HeadersTooLarge("request head too large")
+        if self._eof:
+            raise BadRequest("incomplete request")
+        return NEED_DATA
+
+    def _parse_head(self, head: str) -> Event:
+        """Validate a whole head (request line and fields, each ending in CRLF)."""
+        line_end = head.find("\r\n")
+        if line_end > self._limits.max_request_line:
+            raise URITooLong("request line too long")
+        match = _REQUEST_LINE.fullmatch(head, 0, line_end)
+        if match is None:
+            raise BadRequest(_describe_bad_request_line(head[:line_end]))
+        method, target, major, minor = match.groups()
+        # RFC 9112 2.3 and RFC 9110 6.2: same major version, any minor; 2+ is another protocol.
+        if major != "1":
+            if major == "0":
+                raise BadRequest("unsupported HTTP version")
+            raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
+        version = "1.0" if minor == "0" else "1.1"
+        _check_target(method, target)
+
+        fields_start = line_end + 2
+        if _FIELD_BLOCK.fullmatch(head, fields_start) is None:
+            raise BadRequest(_describe_bad_fields(head[fields_start:]))
+        raw_headers: list[tuple[str, str]] = _FIELD_LINES.findall(head, fields_start)
+        if len(raw_headers) > self._limits.max_header_count:
+            raise HeadersTooLarge("too many header fields")
+        headers: dict[str, str] = {}
+        for name, value in raw_headers:
+            key = name.lower()
+            if key in headers:
+                if key == "host":  # RFC 9112 3.2: more than one Host field line -> 400
+                    raise BadRequest("more than one Host field")
+                # RFC 9110 5.3: a repeated field is one comma-separated list, in order.
+                headers[key] = headers[key] + ", " + value
+            else:
+                headers[key] = value
+        return self._start_message(method, target, version, headers, raw_headers)
+
+    def _start_message(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: dict[str, str],
+        raw_headers: list[tuple[str, str]],
+    ) -> Request:
+        """Apply the field semantics that decide framing and persistence; choose the next state."""
+        host = headers.get("host")
+        if host is None:
+            if version == "1.1":  # RFC 9112 3.2: an HTTP/1.1 request without Host -> 400
+                raise BadRequest("missing Host field")
+        elif _HOST.fullmatch(host) is None:  # RFC 9112 3.2: an invalid Host value -> 400
+            raise BadRequest("invalid Host field")
+
+        # RFC 9112 9.3: persistence. 1.1 persists unless "close"; 1.0 only with "keep-alive".
+        connection = headers.get("connection")
+        if connection is None:
+            keep_alive = version == "1.1"
+        else:
+            tokens = _LIST_TOKEN.findall(connection.lower())
+            keep_alive = "close" not in tokens and (version == "1.1" or "keep-alive" in tokens)
+
+        expect_continue = False
+        expect = headers.get("expect")
+        if expect is not None:
+            # RFC 9110 10.1.1: 100-continue is the only expectation; ignore it in HTTP/1.0.
+            if expect.lower() != "100-continue":
+                raise ExpectationFailed("unsupported expectation")
+            expect_continue = version == "1.1"
+
+        content_length: int | None = None
+        chunked = False
+        transfer_encoding = headers.get("transfer-encoding")
+        length_field = headers.get("content-length")
+        if transfer_encoding is not None:
+            if length_field is not None:  # RFC 9112 6.1: both present -> smuggling shape
+                raise BadRequest("both Transfer-Encoding and Content-Length")
+            if version == "1.0":  # RFC 9112 6.1: faulty framing in an HTTP/1.0 message
+                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+            _check_transfer_coding(transfer_encoding)
+            chunked = True
+            self._body_total = 0
+            self._state = State.CHUNK_SIZE
+        elif length_field is not None:
+            content_length = _parse_content_length(length_field)
+            if content_length > self._limits.max_body:
+                raise PayloadTooLarge("request body too large")
+            if content_length:
+                self._remaining = content_length
+                self._state = State.BODY
+            else:
+                self._state = State.END
+        else:
+            # RFC 9112 6.3 rule 7: a request with neither field has no body.
+            self._state = State.END
+        return Request(
+            method,
+            target,
+            version,
+            headers,
+            raw_headers,
+            keep_alive,
+            expect_continue,
+            content_length,
+            chunked,
+        )
+
+    # -- bodies --------------------------------------------------------------------------------
+
+    def _take_data(self, next_state: State) -> Event:
+        """Hand out up to ``_remaining`` buffered body bytes; on zero, move to ``next_state``."""
+        buffer = self._buffer
+        size = len(buffer)
+        if not size:
+            if self._eof:
+                raise BadRequest("incomplete request")
+            return NEED_DATA
+        remaining = self._remaining
+        if size <= remaining:
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:remaining])
+            del buffer[:remaining]
+        remaining -= len(data)
+        self._remaining = remaining
+        if not remaining:
+            self._state = next_state
+        return Data(data)
+
+    def _read_body(self) -> Event:
+        # RFC 9112 6.2: exactly Content-Length bytes, then the message ends.
+        return self._take_data(State.END)
+
+    def _read_chunk_size(self) -> Event:
+        # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+        buffer = self._buffer
+        start = self._line_searched
+        line_end = buffer.find(b"\r\n", start - 1 if start else 0)
+        if line_end < 0:
+            if buffer.find(b"\n", start) >= 0:
+                raise BadRequest("bare LF in a chunk-size line")
+            self._line_searched = len(buffer)
+            if len(buffer) > MAX_CHUNK_LINE + 1:
+                raise BadRequest("chunk-size line too long")
+            if self._eof:
+                raise BadRequest("incomplete request")
+            return NEED_DATA
+        if line_end > MAX_CHUNK_LINE:
+            raise BadRequest("chunk-size line too long")
+        match = _CHUNK_LINE.fullmatch(buffer, 0, line_end)
+        if match is None:
+            raise BadRequest("invalid chunk-size line")
+        size = int(match.group(1), 16)  # proven 1..16 ASCII hex digits by the pattern
+        del buffer[: line_end + 2]
+        self._line_searched = 0
+        if not size:  # RFC 9112 7.1: last-chunk, then the trailer section
+            self._state = State.TRAILER
+            return self._read_trailer()
+        self._body_total += size
+        if self._body_total > self._limits.max_body:
+            raise PayloadTooLarge("request body too large")
+        self._remaining = size
+        self._state = State.CHUNK_DATA
+        return self._take_data(State.CHUNK_DATA_END)
+
+    def _read_chunk_data(self) -> Event:
+        return self._take_data(State.CHUNK_DATA_END)
+
+    def _read_chunk_data_end(self) -> Event:
+        # RFC 9112 7.1: chunk-data is followed by exactly CRLF (no bare LF, nothing else).
+        buffer = self._buffer
+        if buffer.startswith(b"\r\n"):
+            del buffer[:2]
+            self._state = State.CHUNK_SIZE
+            return self._read_chunk_size()
+        if len(buffer) >= 2 or (buffer and buffer[0] != 13):
+            raise BadRequest("chunk data not followed by CRLF")
+        if self._eof:
+            raise BadRequest("incomplete request")
+        return NEED_DATA
+
+    def _read_trailer(self) -> Event:
+        # RFC 9112 7.1.2: trailer-section = *( field-line CRLF ), then CRLF. Parsed, discarded.
+        buffer = self._buffer
+        if buffer.startswith(b"\r\n"):
+            del buffer[:2]
+            return self._read_end()
+        if len(buffer) < 2 and (not buffer or buffer[0] == 13):
+            if self._eof:
+                raise BadRequest("incomplete request")
+            return NEED_DATA
+        searched = self._head_searched
+        trailer_end = buffer.find(b"\r\n\r\n", searched - 3 if searched > 3 else 0)
+        if trailer_end < 0:
+            if buffer.find(b"\n\n", searched - 1 if searched else 0) >= 0:
+                raise BadRequest("bare LF in the trailer section")
+            self._head_searched = len(buffer)
+            if len(buffer) >= MAX_TRAILER:
+                raise HeadersTooLarge("trailer section too large")
+            if self._eof:
+                raise BadRequest("incomplete request")
+            return NEED_DATA
+        self._head_searched = 0
+        if trailer_end + 4 > MAX_TRAILER:
+            raise HeadersTooLarge("trailer section too large")
+        trailer = buffer[: trailer_end + 2].decode("latin-1")
+        if _FIELD_BLOCK.fullmatch(trailer) is None:
+            raise BadRequest(_describe_bad_fields(trailer))
+        del buffer[: trailer_end + 4]
+        return self._read_end()
+
+    def _read_end(self) -> Event:
+        self._state = State.HEAD
+        return END_OF_MESSAGE
+
+    def _read_closed(self) -> Event:
+        return CLOSED
+
+
+_LINE_BREAK_STARTS: Final = (b"\r", b"\n")
+
+_READERS: Final = {
+    State.HEAD: RequestParser._read_head,
+    State.BODY: RequestParser._read_body,
+    State.CHUNK_SIZE: RequestParser._read_chunk_size,
+    State.CHUNK_DATA: RequestParser._read_chunk_data,
+    State.CHUNK_DATA_END: RequestParser._read_chunk_data_end,
+    State.TRAILER: RequestParser._read_trailer,
+    State.END: RequestParser._read_end,
+    State.CLOSED: RequestParser._read_closed,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Field semantics and error details (cold paths, kept out of the parser class).
+
+
+def _check_target(method: str, target: str) -> None:
+    """RFC 9112 3.2: the four request-target forms, each tied to its methods."""
+    if target[0] == "/":
+        if method == "CONNECT":  # RFC 9112 3.2.3: CONNECT takes authority-form only
+            raise BadRequest("CONNECT needs an authority-form target")
+        if _ORIGIN_FORM.fullmatch(target) is None:  # RFC 9112 3.2.1
+            raise BadRequest("invalid origin-form target")
+    elif target == "*":
+        if method != "OPTIONS":  # RFC 9112 3.2.4: asterisk-form only for OPTIONS
+            raise BadRequest("asterisk-form target is only for OPTIONS")
+    elif method == "CONNECT":
+        if _AUTHORITY_FORM.fullmatch(target) is None:  # RFC 9112 3.2.3
+            raise BadRequest("invalid authority-form target")
+    elif _ABSOLUTE_FORM.fullmatch(target) is None:  # RFC 9112 3.2.2, any method
+        raise BadRequest("invalid request target")
+
+
+def _parse_content_length(value: str) -> int:
+    """RFC 9112 6.2 / RFC 9110 8.6: 1*DIGIT, or a list of identical values."""
+    if _DIGITS.fullmatch(value) is None:
+        if _CONTENT_LENGTH_LIST.fullmatch(value) is None:
+            raise BadRequest("invalid Content-Length")
+        values = _DIGITS.findall(value)
+    else:
+        values = [value]
+    if any(len(digits) > MAX_CONTENT_LENGTH_DIGITS for digits in values):
+        raise BadRequest("Content-Length has too many digits")
+    lengths = {int(digits) for digits in values}  # proven ASCII digits by the patterns above
+    if len(lengths) != 1:
+        raise BadRequest("different Content-Length values")
+    return lengths.pop()
+
+
+def _check_transfer_coding(value: str) -> None:
+    """RFC 9112 6.1 and 6.3: the codings must end with exactly one ``chunked``."""
+    codings = []
+    position = 0
+    while position < len(value):
+        match = _TRANSFER_CODING.match(value, position)
+        if match is None or match.end() == position:
+            raise BadRequest("invalid Transfer-Encoding")
+        codings.append(match.group(1).lower())
+        position = match.end()
+    if not codings or value[-1] in ", \t":
+        raise BadRequest("invalid Transfer-Encoding")
+    if codings.count("chunked") > 1:
+        raise BadRequest("chunked applied more than once")
+    if "chunked" in codings and codings[-1] != "chunked":
+        raise BadRequest("chunked is not the final transfer coding")
+    if codings != ["chunked"]:
+        raise NotImplementedCoding("unsupported transfer coding")
+
+
+def _describe_bad_request_line(line: str) -> str:
+    """A precise message for a request line that failed the pattern (error path only)."""
+    if "\n" in line or "\r" in line:
+        return "bare CR or LF in the request line"
+    if line.count(" ") < 2:
+        return "request line without an HTTP version"
+    if "  " in line:
+        return "more than one space between request-line parts"
+    return "invalid request line"
+
+
+def _describe_bad_fields(block: str) -> str:
+    """A precise message for the first bad field line (error path only)."""
+    position = 0
+    while True:
+        match = _FIELD_LINES.match(block, position)
+        if match is None:
+            break
+        position = match.end()
+    rest = block[position:]
+    if rest[:1] in (" ", "\t"):
+        return "obs-fold (field line starting with whitespace)"  # RFC 9112 5.2
+    colon = rest.find(":")
+    line_end = rest.find("\r\n")
+    if colon < 0 or (line_end >= 0 and colon > line_end):
+        return "field line without a colon"
+    if rest[colon - 1 : colon] in (" ", "\t"):
+        return "whitespace between field name and colon"  # RFC 9112 5.1
+    if _LIST_TOKEN.fullmatch(rest[:colon]) is None:
+        return "invalid field name"
+    return "invalid character or line break in a field value"  # RFC 9110 5.5, RFC 9112 2.2
