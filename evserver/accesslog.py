@@ -1,0 +1,101 @@
+"""Access log lines in the Common or Combined Log Format.
+
+What this module knows: the two formats (Apache's ``%h %l %u %t "%r" %>s %b`` and, for combined,
+``"%{Referer}i" "%{User-agent}i"``) and how to write lines cheaply. What it must not know: who
+produces the records, threads (the threaded model wraps calls in a lock), the reactor.
+
+Cost on the hot path: one string format and one buffered ``write`` per response; the timestamp is
+formatted once per second; lines reach the file when the buffer fills or when the server calls
+``flush()`` (the evented loop does before it sleeps, blocking drivers after each batch). Escaping
+follows nginx: ``"``, ``\\`` and non-printable characters become ``\\xHH`` so a client cannot
+forge log lines.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # only for annotations: the log does not need the protocol to load
+    from evserver.protocol import AccessRecord
+
+LOG_FORMATS = ("common", "combined")
+
+LOG_BUFFER_SIZE = 64 * 1024
+"""Bytes buffered before a write; a burst of 1 KiB requests then costs one write per ~600 lines."""
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _escape(text: str) -> str:
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text  # the common case: nothing to do
+    return "".join(ch if ch.isprintable() and ch not in '"\\' and ord(ch) < 0x7F
+                   else f"\\x{ord(ch):02X}" if ord(ch) < 0x100 else ch for ch in text)
+
+
+class AccessLog:
+    """Formats records and writes them to a text stream. Not thread-safe by itself."""
+
+    def __init__(self, stream: TextIO, log_format: str = "common", owns_stream: bool = False):
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"unknown log format {log_format!r} (choose common or combined)")
+        self._stream = stream
+        self._combined = log_format == "combined"
+        self._owns_stream = owns_stream
+        self._second = -1
+        self._stamp = ""
+        self._dirty = False
+
+    @classmethod
+    def open(cls, destination: str | None, log_format: str = "common") -> AccessLog | None:
+        """``"-"`` is standard error, ``None`` no log, anything else a file appended to."""
+        if destination is None:
+            return None
+        if destination == "-":
+            # sys.stderr is line-buffered (one write per line); a private buffered writer on the
+            # same descriptor lets flush() decide when lines go out.
+            sys.stderr.flush()
+            stream = open(sys.stderr.fileno(), "w", encoding="utf-8",  # noqa: SIM115
+                          buffering=LOG_BUFFER_SIZE, closefd=False)
+            return cls(stream, log_format, owns_stream=True)
+        stream = open(destination, "a", encoding="utf-8", buffering=LOG_BUFFER_SIZE)  # noqa: SIM115
+        return cls(stream, log_format, owns_stream=True)
+
+    def _timestamp(self, when: float) -> str:
+        second = int(when)
+        if second != self._second:
+            t = time.localtime(second)
+            offset = t.tm_gmtoff // 60
+            sign = "+" if offset >= 0 else "-"
+            self._stamp = (f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+                           f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} "
+                           f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}")
+            self._second = second
+        return self._stamp
+
+    def format(self, record: AccessRecord) -> str:
+        size = str(record.body_bytes) if record.body_bytes else "-"
+        line = (f'{record.peer} - - [{self._timestamp(record.timestamp)}] '
+                f'"{_escape(record.request_line)}" {record.status} {size}')
+        if self._combined:
+            line += f' "{_escape(record.referer)}" "{_escape(record.user_agent)}"'
+        return line + "\n"
+
+    def __call__(self, record: AccessRecord) -> None:
+        self._stream.write(self.format(record))
+        self._dirty = True
+
+    def flush(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or full log must not stop the server
+
+    def close(self) -> None:
+        self.flush()
+        if self._owns_stream:
+            self._stream.close()

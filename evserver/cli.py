@@ -1,0 +1,186 @@
+"""The ``evserver`` command: argv in, a configured server running, signals handled.
+
+What this module knows: command-line syntax, the start-up banner, signals and exit statuses. What
+it must not know: how anything is served. Options shared with ``python -m http.server`` (``PORT``,
+``-b/--bind``, ``-d/--directory``) mean the same thing, so one can replace the other.
+
+Exit statuses: 0 after a graceful stop (SIGINT or SIGTERM), 2 for bad arguments (one line on
+standard error, like every Unix tool), 1 when the server cannot start (port in use, no
+permission), 128+N when a second signal N forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import selectors
+import signal
+import sys
+from types import FrameType
+from typing import NoReturn
+
+from evserver import __version__, config
+from evserver.accesslog import LOG_FORMATS
+from evserver.config import ServerConfig
+from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+
+# The selectors module's class for each --selector name; "auto" is DefaultSelector.
+_SELECTOR_CLASSES = {"epoll": "EpollSelector", "poll": "PollSelector", "select": "SelectSelector",
+                     "kqueue": "KqueueSelector", "devpoll": "DevpollSelector"}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage before an error; a tool should print one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or not text.isascii() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not text.isascii() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _OneLineParser(
+        prog="evserver",
+        description="Serve a folder over HTTP/1.1 (a teaching and experimenting server).",
+        epilog="Options PORT, -b and -d work as in 'python -m http.server'.",
+    )
+    p.add_argument("port", nargs="?", type=_port, default=config.DEFAULT_PORT,
+                   help=f"port to listen on, 0 for any free port (default {config.DEFAULT_PORT})")
+    p.add_argument("-b", "--bind", metavar="ADDRESS",
+                   help="address to bind (default: every IPv6 and IPv4 address)")
+    p.add_argument("-d", "--directory", default=os.curdir,
+                   help="folder to serve (default: the current folder)")
+    p.add_argument("--model", choices=config.MODELS, default="evented",
+                   help="concurrency model (default evented)")
+    p.add_argument("--selector", choices=config.SELECTORS, default="auto",
+                   help="readiness API of the evented model (default auto: epoll on Linux)")
+    p.add_argument("--index", action="append", metavar="NAME",
+                   help="index file name of a folder, may repeat (default index.html)")
+    p.add_argument("--no-listing", action="store_true",
+                   help="answer 403 for a folder without an index instead of listing it")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="serve symbolic links that point outside the folder")
+    p.add_argument("--max-connections", type=_positive_int, default=config.DEFAULT_MAX_CONNECTIONS,
+                   metavar="N", help="open connections at most; then stop accepting "
+                   f"(default {config.DEFAULT_MAX_CONNECTIONS})")
+    p.add_argument("--backlog", type=_positive_int, default=config.DEFAULT_BACKLOG, metavar="N",
+                   help=f"listen queue length (default {config.DEFAULT_BACKLOG})")
+    p.add_argument("--header-timeout", type=_seconds, default=config.DEFAULT_HEADER_TIMEOUT,
+                   metavar="S", help="seconds to receive a whole request head "
+                   f"(default {config.DEFAULT_HEADER_TIMEOUT:g})")
+    p.add_argument("--idle-timeout", type=_seconds, default=config.DEFAULT_IDLE_TIMEOUT,
+                   metavar="S", help="seconds an idle keep-alive connection is kept "
+                   f"(default {config.DEFAULT_IDLE_TIMEOUT:g})")
+    p.add_argument("--send-timeout", type=_seconds, default=config.DEFAULT_SEND_TIMEOUT,
+                   metavar="S", help="seconds a client may read nothing before it is dropped "
+                   f"(default {config.DEFAULT_SEND_TIMEOUT:g})")
+    p.add_argument("--drain-timeout", type=_seconds, default=config.DEFAULT_DRAIN_TIMEOUT,
+                   metavar="S", help="seconds a graceful stop waits for responses in flight "
+                   f"(default {config.DEFAULT_DRAIN_TIMEOUT:g})")
+    p.add_argument("--max-body", type=_positive_int, default=DEFAULT_LIMITS.max_body,
+                   metavar="BYTES", help="largest request body read, else 413 "
+                   f"(default {DEFAULT_LIMITS.max_body})")
+    p.add_argument("--no-sendfile", action="store_true",
+                   help="send files with read()+send() instead of os.sendfile()")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no access log, warnings and errors only")
+    p.add_argument("--access-log", default="-", metavar="FILE",
+                   help="access log file, '-' for standard error (default '-')")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default="common",
+                   help="access log format (default common)")
+    p.add_argument("--stats-path", metavar="PATH",
+                   help="serve counters as JSON at this path, e.g. /-/stats (default off)")
+    p.add_argument("--version", action="version", version=f"evserver {__version__}")
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> ServerConfig:
+    """Turn argv into a ServerConfig, exiting with status 2 and one line on bad arguments."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.directory):
+        parser.error(f"-d/--directory: {args.directory!r} is not a folder")
+    if args.selector != "auto" and not hasattr(selectors, _SELECTOR_CLASSES[args.selector]):
+        parser.error(f"--selector {args.selector} is not available on this system")
+    if args.stats_path is not None and not args.stats_path.startswith("/"):
+        parser.error("--stats-path must start with '/'")
+    if args.index and any("/" in name or name in ("", ".", "..") for name in args.index):
+        parser.error("--index takes a plain file name")
+    return ServerConfig(
+        root=os.path.abspath(args.directory),
+        host=args.bind,
+        port=args.port,
+        model=args.model,
+        selector=args.selector,
+        index_names=tuple(args.index) if args.index else ("index.html",),
+        listing=not args.no_listing,
+        follow_symlinks=args.follow_symlinks,
+        max_connections=args.max_connections,
+        backlog=args.backlog,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        send_timeout=args.send_timeout,
+        drain_timeout=args.drain_timeout,
+        use_sendfile=not args.no_sendfile,
+        quiet=args.quiet,
+        access_log=args.access_log,
+        log_format=args.log_format,
+        stats_path=args.stats_path,
+        limits=ParserLimits(max_body=args.max_body),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv)
+    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    from evserver.servers import make_server
+
+    try:
+        server = make_server(cfg)
+    except OSError as error:
+        where = f"{cfg.host or '*'}:{cfg.port}"
+        print(f"evserver: cannot listen on {where}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    signals_seen = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            os._exit(128 + signum)  # the user insists: no draining, no cleanup
+        server.shutdown()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(server.banner(), file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""Every setting of a server, with its default and the reason for it.
+
+What this module knows: names and defaults. What it must not know: argv (``cli`` parses it) and
+how the settings are used. One frozen object is built by the CLI (or by a test) and handed down;
+nothing reads global state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+
+MODELS = ("evented", "threaded", "iterative")
+SELECTORS = ("auto", "epoll", "poll", "select", "kqueue", "devpoll")
+
+DEFAULT_PORT = 8000
+"""The port ``python -m http.server`` uses, so one can replace the other."""
+
+DEFAULT_BACKLOG = 1024
+"""listen() queue length; socketserver's 5 silently caps load tests (the kernel caps it at
+net.core.somaxconn, 4096 on current Linux)."""
+
+DEFAULT_MAX_CONNECTIONS = 10_000
+"""Open client connections at once; at the limit the server stops accepting until one closes.
+High enough for the 10,000 idle keep-alive experiment, low enough to keep a thread-per-connection
+server from exhausting memory."""
+
+DEFAULT_HEADER_TIMEOUT = 10.0
+"""Seconds a client has to send a whole request head (and between two pieces of a body):
+slowloris protection. nginx's client_header_timeout is 60 s; 10 s is ample on any real link."""
+
+DEFAULT_IDLE_TIMEOUT = 60.0
+"""Seconds an idle keep-alive connection is kept. nginx uses 75 s, browsers reuse for ~60 s."""
+
+DEFAULT_SEND_TIMEOUT = 30.0
+"""Seconds a client may read nothing while output waits; then it is dropped (nginx: 60 s)."""
+
+DEFAULT_DRAIN_TIMEOUT = 10.0
+"""Seconds graceful shutdown waits for responses in flight before closing what remains."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """All settings. ``host=None`` means every address (dual-stack IPv6+IPv4 where possible)."""
+
+    root: str = "."
+    host: str | None = None
+    port: int = DEFAULT_PORT
+    model: str = "evented"
+    selector: str = "auto"
+    index_names: tuple[str, ...] = ("index.html",)
+    listing: bool = True
+    follow_symlinks: bool = False
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    backlog: int = DEFAULT_BACKLOG
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    use_sendfile: bool = True
+    quiet: bool = False
+    access_log: str | None = "-"
+    """Where access log lines go: ``"-"`` for standard error, a file name, or ``None`` for none."""
+    log_format: str = "common"
+    stats_path: str | None = None
+    limits: ParserLimits = field(default=DEFAULT_LIMITS)

@@ -1,0 +1,274 @@
+"""One connection's conversation: bytes in, things to send out, and what to do next.
+
+What this module knows: HTTP/1.1 connection management (RFC 9112 9: persistence, pipelining,
+closing), ``Expect: 100-continue`` (RFC 9110 10.1.1), and that one place turns an
+:class:`~evserver.http.errors.HTTPError` into a response. What it must not know: sockets,
+selectors, threads, timers. A driver (``evserver.connection`` for the evented server,
+``evserver.servers.blocking`` for the threaded and iterative ones) moves bytes; this class decides.
+
+The driver's side of the contract::
+
+    items = protocol.receive(data)   # data from recv(); b"" when the peer closed its side
+    send(items)                      # bytes and FileRegions, strictly in order
+    if protocol.paused:              # requests are waiting but we stopped (backpressure):
+        ...after the output above has been flushed: items = protocol.resume()
+    if protocol.should_close:        # after flushing everything returned so far, close
+    protocol.wants_read              # False while paused or closing: do not recv()
+
+Invariants:
+
+- Responses go out strictly in the order the requests came (RFC 9112 9.3.2).
+- Every request's body is read to its end (and discarded) before the next request is parsed, so
+  framing never slips; the parser enforces the body limit (413).
+- After an error response the connection closes: nothing more is parsed, nothing more is sent.
+- Backpressure: one call answers at most ``MAX_RESPONSES_PER_BATCH`` requests or
+  ``MAX_BATCH_BODY_BYTES`` of body; the rest wait in the parser's buffer until the driver has sent
+  what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
+  without reading cannot make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from evserver import SERVER_NAME
+from evserver.bodies import Item, Response
+from evserver.http.errorpage import error_page
+from evserver.http.errors import HTTPError
+from evserver.http.events import CLOSED, END_OF_MESSAGE, NEED_DATA, Request
+from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+from evserver.http.parser import RequestParser
+from evserver.http.response import response_head
+from evserver.stats import Stats
+
+log = logging.getLogger("evserver.protocol")
+
+Handler = Callable[[Request], Response]
+
+MAX_RESPONSES_PER_BATCH = 32
+"""Pipelined requests answered per call before pausing; each may hold an open file descriptor."""
+
+MAX_BATCH_BODY_BYTES = 256 * 1024
+"""Body bytes queued per call before pausing; bounds memory for a pipelining client."""
+
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+"""RFC 9110 15.2.1: an interim response, sent before reading a body the client is holding back."""
+
+REQUEST_TIMEOUT_STATUS = 408
+"""RFC 9110 15.5.9: the client did not send a complete request in time."""
+
+
+class AccessRecord:
+    """What the access log needs to know of one response (formatting is ``evserver.accesslog``'s).
+
+    ``body_bytes`` counts the body handed to the driver; a connection aborted mid-transfer still
+    logs the full length (as nginx logs what it meant to send when ``$body_bytes_sent`` is not
+    available). ``duration`` runs from the end of the request head to the response being queued.
+    """
+
+    __slots__ = ("body_bytes", "duration", "peer", "referer", "request_line", "status",
+                 "timestamp", "user_agent")
+
+    def __init__(self, peer: str, timestamp: float, request_line: str, status: int,
+                 body_bytes: int, duration: float, referer: str, user_agent: str) -> None:
+        self.peer = peer
+        self.timestamp = timestamp
+        self.request_line = request_line
+        self.status = status
+        self.body_bytes = body_bytes
+        self.duration = duration
+        self.referer = referer
+        self.user_agent = user_agent
+
+
+AccessLogger = Callable[[AccessRecord], None]
+
+
+class _DateCache:
+    """The Date field (RFC 9110 6.6.1) changes once a second; format it once a second.
+
+    Speed: formatting a date costs about 2 µs, a comparison of integers 30 ns.
+    """
+
+    __slots__ = ("second", "text")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self.second:
+            from evserver.http.dates import format_http_date
+
+            self.second = second
+            self.text = format_http_date(second)
+        return self.text
+
+
+_dates = _DateCache()
+
+
+class ServerProtocol:
+    """The conversation on one connection. Create one per accepted connection."""
+
+    __slots__ = ("_access_log", "_handler", "_parser", "_peer", "_request", "_request_started",
+                 "_stats", "paused", "should_close")
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        limits: ParserLimits = DEFAULT_LIMITS,
+        peer: str = "-",
+        access_log: AccessLogger | None = None,
+        stats: Stats | None = None,
+    ) -> None:
+        self._handler = handler
+        self._parser = RequestParser(limits)
+        self._peer = peer
+        self._access_log = access_log
+        self._stats = stats
+        self._request: Request | None = None
+        self._request_started = 0.0
+        self.paused = False
+        """Complete requests may be waiting; call ``resume()`` once the output is flushed."""
+        self.should_close = False
+        """Close the connection after sending everything returned so far."""
+
+    def __repr__(self) -> str:
+        state = "closing" if self.should_close else "paused" if self.paused else "open"
+        return f"<ServerProtocol {self._peer} {state} buffered={self._parser.buffered}>"
+
+    # -- what the driver asks --------------------------------------------------------------
+
+    @property
+    def wants_read(self) -> bool:
+        """True when more input could make progress (not paused, not closing)."""
+        return not (self.paused or self.should_close)
+
+    @property
+    def mid_request(self) -> bool:
+        """True while part of a request has arrived: the driver's header timeout applies,
+        not its idle timeout."""
+        return self._parser.mid_request
+
+    # -- what the driver tells -------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[Item]:
+        """Take bytes from the peer (``b""``: it closed its side) and return what to send."""
+        if self.should_close:
+            return []  # after an error or a close decision, input is ignored
+        try:
+            self._parser.feed(data)
+        except HTTPError as error:
+            return self._error(error.status)
+        return self._produce()
+
+    def resume(self) -> list[Item]:
+        """Answer more of the requests that arrived pipelined; call after flushing."""
+        self.paused = False
+        if self.should_close:
+            return []
+        return self._produce()
+
+    def timed_out(self) -> list[Item]:
+        """The driver's header timeout fired mid-request: a 408 that closes the connection.
+
+        (An idle keep-alive connection that times out is closed without a word instead, as
+        RFC 9112 9.5 allows: a 408 there could be read as the answer to a request in flight.)
+        """
+        if self.should_close:
+            return []
+        return self._error(REQUEST_TIMEOUT_STATUS)
+
+    # -- the conversation ------------------------------------------------------------------
+
+    def _produce(self) -> list[Item]:
+        out: list[Item] = []
+        answered = 0
+        batch_bytes = 0
+        parser = self._parser
+        while True:
+            try:
+                event = parser.next_event()
+            except HTTPError as error:
+                out += self._error(error.status)
+                return out
+            if event is NEED_DATA:
+                return out
+            if event is END_OF_MESSAGE:
+                request = self._request
+                assert request is not None
+                self._request = None
+                batch_bytes += self._respond(request, out)
+                answered += 1
+                if self.should_close:
+                    return out
+                if (answered >= MAX_RESPONSES_PER_BATCH or batch_bytes >= MAX_BATCH_BODY_BYTES) \
+                        and parser.buffered:
+                    self.paused = True
+                    return out
+            elif event is CLOSED:
+                self.should_close = True  # RFC 9112 9.6: the client closed; so do we
+                return out
+            elif type(event) is Request:
+                self._request = event
+                if self._access_log is not None:
+                    self._request_started = time.monotonic()
+                # RFC 9110 10.1.1: the client waits for 100 before sending the body. A static
+                # server never needs the body, but reading it keeps the connection in sync.
+                if event.expect_continue and event.has_body:
+                    out.append(CONTINUE_RESPONSE)
+            # Data events: a static server discards request bodies (RFC 9110 9.3.1: a GET body
+            # has no defined semantics); the parser has already counted them against the limit.
+
+    def _respond(self, request: Request, out: list[Item]) -> int:
+        """Ask the handler, frame its response, append it to ``out``; return its body length."""
+        try:
+            response = self._handler(request)
+        except Exception:  # a handler bug must never kill the driver
+            log.exception("handler failed on %r", request)
+            fields, page = error_page(500)
+            response = Response(500, fields, (page,), len(page), close=True)
+        close = response.close or not request.keep_alive
+        if close:
+            connection: str | None = "close"
+            self.should_close = True
+        else:
+            # RFC 9112 9.3: an HTTP/1.0 client keeps the connection only if told it persists.
+            connection = "keep-alive" if request.version == "1.0" else None
+        out.append(response_head(response.status, response.fields, date=_dates.now(),
+                                 server=SERVER_NAME, connection=connection))
+        body = response.body
+        if body:
+            if request.method == "HEAD":  # RFC 9110 9.3.2: never a body, whoever built it
+                response.release()
+            else:
+                out += body
+        if self._stats is not None:
+            self._stats.count_response(response.status, response.body_length)
+        if self._access_log is not None:
+            headers = request.headers
+            self._access_log(AccessRecord(
+                self._peer, time.time(), request.request_line, response.status,
+                response.body_length, time.monotonic() - self._request_started,
+                headers.get("referer", "-"), headers.get("user-agent", "-")))
+        return response.body_length
+
+    def _error(self, status: int) -> list[Item]:
+        """RFC 9112 9.6: after a response to a bad request, close; the parser is now dead too."""
+        self.should_close = True
+        self.paused = False
+        fields, page = error_page(status)
+        if self._stats is not None:
+            self._stats.count_response(status, len(page))
+        if self._access_log is not None:
+            line = self._request.request_line if self._request is not None else "-"
+            self._access_log(AccessRecord(self._peer, time.time(), line, status, len(page),
+                                          0.0, "-", "-"))
+        head = response_head(status, fields, date=_dates.now(), server=SERVER_NAME,
+                             connection="close")
+        return [head + page]

@@ -1,0 +1,94 @@
+"""What every concurrency model shares: the listener, the handler, the protocol factory, the log.
+
+What this module knows: how to assemble the pieces a server needs from a ``ServerConfig``. What
+it must not know: how connections are driven (that is each model's only job). Keeping all of this
+here is what makes the comparison between models fair: same listener options, same handler, same
+limits, same access log.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import socket
+from typing import Any
+
+from evserver import SERVER_NAME
+from evserver.accesslog import AccessLog
+from evserver.bodies import Response
+from evserver.config import ServerConfig
+from evserver.http.events import Request
+from evserver.net.listener import open_listener
+from evserver.protocol import Handler, ServerProtocol
+from evserver.static import StaticHandler
+from evserver.stats import Stats
+from evserver.statspage import stats_response
+
+
+class BaseServer:
+    """A bound listener plus everything needed to serve a connection. Subclasses drive it."""
+
+    model = "base"
+
+    def __init__(self, config: ServerConfig, *, handler: Handler | None = None,
+                 selector_name: str = "") -> None:
+        self.config = config
+        self.log = logging.getLogger(f"evserver.{self.model}")
+        self.stats = Stats(self.model, selector_name)
+        static: Handler = handler or StaticHandler(
+            config.root, index_names=config.index_names, listing=config.listing,
+            follow_symlinks=config.follow_symlinks)
+        self.handler: Handler = self._with_stats_page(static) if config.stats_path else static
+        self.access_log = None if config.quiet else AccessLog.open(config.access_log,
+                                                                   config.log_format)
+        self.listener: socket.socket = open_listener(config.host, config.port, config.backlog)
+        self.address: tuple[str, int] = self.listener.getsockname()[:2]
+
+    def new_protocol(self, peer: str) -> ServerProtocol:
+        """The conversation for one new connection from ``peer`` (its address, for the log)."""
+        return ServerProtocol(self.handler, limits=self.config.limits, peer=peer,
+                              access_log=self.access_log, stats=self.stats)
+
+    def access_log_flush(self) -> None:
+        """Write out buffered access-log lines (models call it when they go idle)."""
+        if self.access_log is not None:
+            self.access_log.flush()
+
+    def stats_extra(self) -> dict[str, Any]:
+        """Model-specific figures for the stats page (threads, loop counters...)."""
+        return {}
+
+    def _with_stats_page(self, handler: Handler) -> Handler:
+        stats_path = self.config.stats_path
+
+        def handle(request: Request) -> Response:
+            if request.target == stats_path:
+                return stats_response(self.stats.snapshot(**self.stats_extra()))
+            return handler(request)
+
+        return handle
+
+    # -- lifecycle: each model implements these two --------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Serve until ``shutdown()`` has completed."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Begin a graceful stop (from any thread or a signal handler); a second call forces it."""
+        raise NotImplementedError
+
+    def server_close(self) -> None:
+        """Release the listener and flush the log (after ``serve_forever`` returned)."""
+        self.listener.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    def banner(self) -> str:
+        """The start-up line: where, what, and the descriptor limit (RFC-free, for people)."""
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return (f"{SERVER_NAME}: serving {self.config.root} on http://{shown}:{port}/ "
+                f"(model {self.model}, selector {self.stats.selector or '-'}, "
+                f"descriptor limit {soft})")
