@@ -38,6 +38,6 @@ def test_readme_renders_without_warnings() -> None:
     import io
 
     errors = io.StringIO()
-    docutils_core.publish_string(README, writer_name="html", settings_overrides={
+    docutils_core.publish_string(README, writer="html", settings_overrides={
         "warning_stream": errors, "report_level": 2, "halt_level": 5})
     assert errors.getvalue() == ""
