@@ -1,0 +1,1 @@
+"""evserver test suite (a package so tests can share helpers as ``tests.<module>``)."""
