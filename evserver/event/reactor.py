@@ -1,0 +1,229 @@
+"""The reactor: one thread, one selector, a timer heap, and a loop in three phases.
+
+What this module knows: file descriptors, readiness masks (``selectors.EVENT_READ`` and
+``EVENT_WRITE``), time. What it must not know: HTTP, sockets' contents, connections. It calls
+``callback(mask)`` when a registered descriptor is ready and ``callback()`` when a timer is due;
+what those callbacks do is their business.
+
+The loop, one iteration (``run_once``)::
+
+    1. poll     wait for readiness, at most until the next timer deadline (0 if work is queued)
+    2. timers   run every timer due now
+    3. ready    run queued thread-safe callbacks, then every ready descriptor's callback
+
+The callback is kept in ``SelectorKey.data``, so a ready event costs one attribute read and one
+call. ``now`` is the loop's cached clock: read once when the poll returns and used by everyone
+during the iteration (libuv's ``uv_now``), so a connection can stamp its deadlines without a
+system call per event. Exactly two clock reads are made per iteration, and from them the loop
+counts the time spent waiting (``poll_seconds``) and working (``work_seconds``).
+
+Invariants:
+
+- A callback that raises is logged (logger ``evserver.event``) and the loop goes on.
+- ``wake()`` and ``call_soon_threadsafe()`` may be called from any thread or a signal handler:
+  they only append to a deque and write one byte to a socketpair (the self-pipe trick).
+- ``select()`` cannot watch descriptors >= FD_SETSIZE (1024); ``fd_limit`` says so, and the
+  server refuses such connections instead of registering them.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from evserver.event.timers import Timer, TimerQueue
+
+log = logging.getLogger("evserver.event")
+
+SELECTOR_NAMES = ("auto", "epoll", "poll", "select", "kqueue", "devpoll")
+
+_SELECTOR_CLASSES = {
+    "epoll": "EpollSelector",
+    "poll": "PollSelector",
+    "select": "SelectSelector",
+    "kqueue": "KqueueSelector",
+    "devpoll": "DevpollSelector",
+}
+
+FD_SETSIZE = 1024
+"""select(2) cannot watch a descriptor number at or above this (glibc's fixed fd_set size)."""
+
+WAKE_DRAIN_SIZE = 4096
+"""Bytes read from the wake socket at once; each wake writes one, so one read drains many."""
+
+EventCallback = Callable[[int], None]
+
+
+def available_selectors() -> list[str]:
+    """The selector names (other than ``auto``) this platform provides."""
+    return [name for name, cls in _SELECTOR_CLASSES.items() if hasattr(selectors, cls)]
+
+
+def make_selector(name: str) -> selectors.BaseSelector:
+    """A new selector by name; ``auto`` is the platform's best (epoll on Linux)."""
+    if name == "auto":
+        return selectors.DefaultSelector()
+    if name not in _SELECTOR_CLASSES:
+        raise ValueError(f"unknown selector {name!r}; choose from {', '.join(SELECTOR_NAMES)}")
+    cls = getattr(selectors, _SELECTOR_CLASSES[name], None)
+    if cls is None:
+        raise ValueError(f"selector {name!r} is not available on this platform "
+                         f"(available: {', '.join(available_selectors())})")
+    selector: selectors.BaseSelector = cls()
+    return selector
+
+
+def selector_name(selector: selectors.BaseSelector) -> str:
+    """The short name of a selector object ("epoll" for an EpollSelector)."""
+    for name, cls in _SELECTOR_CLASSES.items():
+        if type(selector).__name__ == cls:
+            return name
+    return type(selector).__name__
+
+
+class Reactor:
+    """The event loop. Register descriptors and timers, then ``run()`` until ``stop()``."""
+
+    def __init__(self, selector: str = "auto",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._selector = make_selector(selector)
+        self.selector_name = selector_name(self._selector)
+        self.fd_limit: int | None = FD_SETSIZE if self.selector_name == "select" else None
+        self._clock = clock
+        self._timers = TimerQueue()
+        self._threadsafe: deque[Callable[[], None]] = deque()
+        self._running = False
+        self._closed = False
+        self.now = clock()
+        """The time the last poll returned (read it instead of calling the clock)."""
+        self.before_poll: Callable[[], None] | None = None
+        """Called once per iteration before polling (the server flushes its access log there)."""
+        self.iterations = 0
+        self.poll_seconds = 0.0
+        self.work_seconds = 0.0
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, self._drain_wake)
+
+    # -- descriptors ----------------------------------------------------------------------
+
+    def register(self, fileobj: Any, events: int, callback: EventCallback) -> None:
+        """Call ``callback(mask)`` whenever ``fileobj`` (a socket or an fd) is ready."""
+        self._selector.register(fileobj, events, callback)
+
+    def modify(self, fileobj: Any, events: int, callback: EventCallback) -> None:
+        """Change what is watched (a system call for epoll and poll: call only on change)."""
+        self._selector.modify(fileobj, events, callback)
+
+    def unregister(self, fileobj: Any) -> None:
+        """Stop watching; unknown descriptors are ignored (closing paths call this twice)."""
+        try:
+            self._selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    # -- time -----------------------------------------------------------------------------
+
+    def time(self) -> float:
+        """The injected clock's current reading."""
+        return self._clock()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback()`` once the clock reaches ``when``; ``cancel()`` the result to undo."""
+        return self._timers.add(when, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback()`` after ``delay`` seconds."""
+        return self._timers.add(self._clock() + delay, callback)
+
+    # -- other threads and signal handlers -------------------------------------------------
+
+    def wake(self) -> None:
+        """Interrupt a blocking poll; safe from any thread and from a signal handler."""
+        try:
+            self._wake_writer.send(b"\0")
+        except OSError:
+            pass  # buffer full (a wake is already pending) or the reactor is closed
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` in the loop's thread at the next iteration."""
+        self._threadsafe.append(callback)
+        self.wake()
+
+    def _drain_wake(self, mask: int) -> None:
+        try:
+            while self._wake_reader.recv(WAKE_DRAIN_SIZE):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run iterations until ``stop()`` is called."""
+        self._running = True
+        while self._running:
+            self.run_once()
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current iteration (call from the loop's thread)."""
+        self._running = False
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """One iteration: poll (at most ``timeout`` s; None: until a timer), timers, ready."""
+        if self.before_poll is not None:
+            self.before_poll()
+        # Phase 1: poll, no longer than until the next timer is due.
+        started = self._clock()
+        self.work_seconds += started - self.now
+        if self._threadsafe:
+            timeout = 0
+        else:
+            deadline = self._timers.next_deadline()
+            if deadline is not None:
+                until = max(0.0, deadline - started)
+                timeout = until if timeout is None else min(timeout, until)
+        ready = self._selector.select(timeout)
+        self.now = now = self._clock()
+        self.poll_seconds += now - started
+        self.iterations += 1
+
+        # Phase 2: timers due now. (Those they arm wait for the next iteration.)
+        for timer in self._timers.pop_due(now):
+            if not timer.cancelled:
+                self._run(timer.callback)
+
+        # Phase 3: callbacks queued from other threads, then ready descriptors.
+        threadsafe = self._threadsafe
+        while threadsafe:
+            self._run(threadsafe.popleft())
+        for key, mask in ready:
+            try:
+                key.data(mask)
+            except Exception:
+                log.exception("callback for fd %d failed", key.fd)
+
+    def _run(self, callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("callback %r failed", callback)
+
+    def close(self) -> None:
+        """Release the selector and the wake socketpair (registered descriptors stay open)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def __repr__(self) -> str:
+        return (f"<Reactor {self.selector_name} fds={len(self._selector.get_map())} "
+                f"timers={len(self._timers)}>")

@@ -1,0 +1,265 @@
+"""The write side of one non-blocking socket: an ordered queue of bytes and file regions.
+
+What this module knows: a non-blocking socket, ``send``, ``os.sendfile``, ``os.pread``, and the
+:mod:`evserver.bodies` contract (an item is bytes or a :class:`~evserver.bodies.FileRegion` whose
+descriptor it may own). What it must not know: HTTP (it never looks inside the bytes), selectors
+(its owner watches for writable while ``pending_bytes`` is non-zero), timers.
+
+The write path (the shape of asyncio's ``_SelectorSocketTransport.write``)::
+
+    write(items)   queue empty: join the bytes and send() at once -- the hot path, one system
+                   call for a response head and a small body; keep whatever did not fit.
+                   queue busy:  append (the socket is full; trying now would only fail).
+    flush()        on writable: send queue items in order until one would block.
+
+File regions go out with ``os.sendfile(sock, file, offset, count)`` with explicit offsets (never
+``socket.sendfile()``, which refuses non-blocking sockets), resuming where the last call stopped.
+A head followed by a region is sent with ``MSG_MORE`` so the kernel packs it with the first file
+bytes. Where sendfile is unavailable (ENOSYS, EINVAL for files it cannot map) or switched off
+(``use_sendfile=False``, the lab that measures what sendfile buys), regions are read with
+``os.pread`` in ``FALLBACK_CHUNK_SIZE`` pieces and sent as bytes.
+
+Invariants:
+
+- ``pending_bytes`` is exactly the bytes not yet handed to the kernel, file regions included.
+- The queue never holds an empty item. Regions are tracked by a private cursor; the caller's
+  ``FileRegion`` objects are never mutated.
+- Every region the transport accepted is released (its descriptor closed, if it owns one) exactly
+  once: when fully sent, or when the transport is closed or aborted with it still queued.
+- ``BlockingIOError``/``InterruptedError`` mean "later". Any other ``OSError`` (EPIPE,
+  ECONNRESET...) aborts this transport with a log line and sets ``closed``; it never propagates,
+  so one dead peer cannot hurt the loop. A file that shrank under a region (sendfile or pread
+  returns 0 early) aborts too: a response shorter than its Content-Length must not pass as whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from collections import deque
+
+from evserver.bodies import FileRegion, Item, release
+from evserver.stats import Stats
+
+log = logging.getLogger("evserver.net")
+
+FALLBACK_CHUNK_SIZE = 256 * 1024
+"""Bytes read per pread() when sendfile is not used: big enough to amortise the two system
+calls, small enough not to hold much more than a socket buffer in memory per connection."""
+
+SENDFILE_UNSUPPORTED_ERRNOS = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
+"""sendfile() failures that mean "not for this file or kernel": fall back to pread + send."""
+
+QUIET_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT,
+                          errno.ENOTCONN, errno.ESHUTDOWN})
+"""Peers vanish all the time; these are logged at debug level, anything else at info."""
+
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+class _RegionCursor:
+    """How far a queued FileRegion has been sent."""
+
+    __slots__ = ("fd", "left", "offset", "region")
+
+    def __init__(self, region: FileRegion) -> None:
+        self.region = region
+        self.fd = region.fd
+        self.offset = region.offset
+        self.left = region.count
+
+
+_Queued = bytes | memoryview | _RegionCursor
+
+
+class Transport:
+    """Non-blocking output for one socket, plus ``recv`` so its owner needs nothing else."""
+
+    __slots__ = ("_close_when_drained", "_pending", "_queue", "_stats", "_use_sendfile", "closed",
+                 "fd", "sock")
+
+    def __init__(self, sock: socket.socket, *, use_sendfile: bool = True,
+                 stats: Stats | None = None) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self._queue: deque[_Queued] = deque()
+        self._pending = 0
+        self._use_sendfile = use_sendfile
+        self._stats = stats
+        self._close_when_drained = False
+        self.closed = False
+        """True once the socket is closed (by close(), abort(), or an error)."""
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Transport fd={self.fd} {state} pending={self._pending}>"
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued and not yet handed to the kernel, file regions included."""
+        return self._pending
+
+    # -- reading --------------------------------------------------------------------------
+
+    def recv(self, size: int) -> bytes | None:
+        """Up to ``size`` bytes; ``None`` if none are ready; ``b""`` at EOF or after an error."""
+        try:
+            return self.sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as error:
+            self._fail(error, "recv")
+            return b""
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, items: list[Item]) -> None:
+        """Send ``items`` in order: as much as possible now, the rest when writable."""
+        if self.closed:
+            for item in items:
+                release(item)
+            return
+        queue = self._queue
+        busy = bool(queue)  # then the socket is full and its owner waits for writable
+        run: list[bytes] = []  # consecutive bytes items, coalesced into one send
+        for item in items:
+            if type(item) is FileRegion:
+                if run:
+                    self._enqueue_bytes(run)
+                    run = []
+                if item.count > 0:
+                    queue.append(_RegionCursor(item))
+                    self._pending += item.count
+                else:
+                    release(item)
+            elif item:
+                run.append(item)  # type: ignore[arg-type]  # not a FileRegion: bytes
+        if run:
+            self._enqueue_bytes(run)
+        if not busy:
+            self.flush()
+
+    def _enqueue_bytes(self, run: list[bytes]) -> None:
+        data = run[0] if len(run) == 1 else b"".join(run)
+        self._queue.append(data)
+        self._pending += len(data)
+
+    def flush(self) -> None:
+        """Send queued items until the socket would block or the queue is empty."""
+        queue = self._queue
+        sock = self.sock
+        while queue:
+            item = queue[0]
+            if isinstance(item, _RegionCursor):
+                if not self._send_region(item):
+                    return
+                continue
+            try:
+                if _MSG_MORE and len(queue) > 1 and type(queue[1]) is _RegionCursor:
+                    sent = sock.send(item, _MSG_MORE)  # pack the head with the file's first bytes
+                else:
+                    sent = sock.send(item)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                self._fail(error, "send")
+                return
+            self._pending -= sent
+            if sent < len(item):
+                # Partial: the socket buffer is full. A memoryview slice shares the bytes.
+                queue[0] = memoryview(item)[sent:]
+                return
+            queue.popleft()
+        if self._close_when_drained:
+            self._close_now()
+
+    def _send_region(self, cursor: _RegionCursor) -> bool:
+        """Send from the region at the head of the queue; True to go on with the queue."""
+        if self._use_sendfile:
+            try:
+                sent = os.sendfile(self.fd, cursor.fd, cursor.offset, cursor.left)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as error:
+                if error.errno not in SENDFILE_UNSUPPORTED_ERRNOS:
+                    self._fail(error, "sendfile")
+                    return False
+                log.debug("sendfile unavailable (%s); using pread + send", error)
+                self._use_sendfile = False
+                return True
+            if sent == 0:
+                self._file_shrank(cursor)
+                return False
+            cursor.offset += sent
+            cursor.left -= sent
+            self._pending -= sent
+            if self._stats is not None:
+                self._stats.sendfile_bytes += sent
+            if cursor.left:
+                return False  # partial: the socket buffer is full
+            self._queue.popleft()
+            release(cursor.region)
+            return True
+        return self._read_region_chunk(cursor)
+
+    def _read_region_chunk(self, cursor: _RegionCursor) -> bool:
+        """The fallback: move the next chunk of the region into the queue as bytes."""
+        try:
+            chunk = os.pread(cursor.fd, min(FALLBACK_CHUNK_SIZE, cursor.left), cursor.offset)
+        except OSError as error:
+            self._fail(error, "pread")
+            return False
+        if not chunk:
+            self._file_shrank(cursor)
+            return False
+        cursor.offset += len(chunk)
+        cursor.left -= len(chunk)
+        queue = self._queue
+        if not cursor.left:
+            queue.popleft()
+            release(cursor.region)
+        queue.appendleft(chunk)  # pending_bytes is unchanged: the bytes only changed form
+        return True
+
+    def _file_shrank(self, cursor: _RegionCursor) -> None:
+        log.warning("fd %d: file shrank under a response (%d bytes missing at offset %d); "
+                    "aborting the connection", self.fd, cursor.left, cursor.offset)
+        self.abort()
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close once everything queued has been sent (at once if nothing is)."""
+        if self.closed:
+            return
+        if self._queue:
+            self._close_when_drained = True
+        else:
+            self._close_now()
+
+    def abort(self) -> None:
+        """Close now, dropping (and releasing) whatever is queued."""
+        if not self.closed:
+            self._close_now()
+
+    def _close_now(self) -> None:
+        self.closed = True
+        queue = self._queue
+        while queue:
+            item = queue.popleft()
+            if type(item) is _RegionCursor:
+                release(item.region)
+        self._pending = 0
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _fail(self, error: OSError, operation: str) -> None:
+        level = logging.DEBUG if error.errno in QUIET_ERRNOS else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "fd %d: %s failed (%s); aborting the connection",
+                    self.fd, operation, error)
+        self.abort()

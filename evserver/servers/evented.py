@@ -1,0 +1,210 @@
+"""The evented model: one thread, one ``selectors`` loop, a ``Connection`` object per socket.
+
+What this module knows: accepting (a bounded loop per readiness event, pausing on descriptor
+exhaustion, the connection limit, select()'s FD_SETSIZE) and the lifecycle (serve until shutdown,
+drain, force). What it must not know: HTTP (each ``Connection`` drives its protocol) and how
+readiness is polled (the ``Reactor``'s business).
+
+Accepting::
+
+    listener readable -> accept up to ACCEPT_BATCH sockets
+        EAGAIN                        -> done until the next event
+        EMFILE/ENFILE/ENOBUFS/ENOMEM  -> stop watching the listener for ACCEPT_PAUSE_SECONDS
+                                         (one log line; accepting in a loop would spin)
+        max_connections reached       -> stop watching until a connection closes
+        fd >= reactor.fd_limit        -> close it at once (select() could not watch it)
+
+Shutdown, callable from any thread or a signal handler (it only queues a call into the loop):
+the first call stops accepting, closes idle connections and lets the others finish what they are
+sending, up to ``config.drain_timeout``; the loop ends when the last connection closes. A second
+call (or the drain timeout) aborts everything at once.
+"""
+
+from __future__ import annotations
+
+import socket
+from selectors import EVENT_READ
+from typing import Any
+
+from evserver.config import ServerConfig
+from evserver.connection import Connection
+from evserver.event.reactor import Reactor
+from evserver.event.timers import Timer
+from evserver.net.listener import (
+    ACCEPT_BATCH,
+    RESOURCE_ERRNOS,
+    TRANSIENT_ACCEPT_ERRNOS,
+    configure_client_socket,
+    peer_name,
+)
+from evserver.protocol import Handler
+from evserver.servers.base import BaseServer
+
+ACCEPT_PAUSE_SECONDS = 0.5
+"""How long to stop accepting when out of descriptors or memory: long enough for connections to
+close and free some, short enough that clients waiting in the backlog are not timed out."""
+
+FD_LIMIT_LOG_INTERVAL = 10.0
+"""Seconds between two log lines about connections refused because select() cannot watch them."""
+
+
+class EventedServer(BaseServer):
+    """Serve every connection from one thread with non-blocking sockets."""
+
+    model = "evented"
+
+    def __init__(self, config: ServerConfig, *, handler: Handler | None = None) -> None:
+        self.reactor = Reactor(config.selector)
+        try:
+            super().__init__(config, handler=handler, selector_name=self.reactor.selector_name)
+        except BaseException:
+            self.reactor.close()
+            raise
+        self.listener.setblocking(False)
+        self.connections: set[Connection] = set()
+        self._watching_listener = False
+        self._accept_paused = False  # by a resource error; a timer resumes
+        self._shutdown_level = 0  # 0 serving, 1 draining, 2 forced
+        self._drain_timer: Timer | None = None
+        self._last_fd_limit_log = float("-inf")
+        self._test_sndbuf: int | None = None
+        """Test hook: SO_SNDBUF for accepted sockets (a tiny buffer forces partial sendfile)."""
+        if self.access_log is not None:
+            self.reactor.before_poll = self.access_log_flush
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Run the loop until shutdown completes; then every connection is closed."""
+        if self._shutdown_level == 0:
+            self._watch_listener(True)
+        try:
+            self.reactor.run()
+        finally:
+            self._watch_listener(False)
+            for connection in list(self.connections):
+                connection.abort()
+            self.access_log_flush()
+            self.reactor.close()
+
+    def shutdown(self) -> None:
+        """First call: graceful stop; second call: stop now. Returns at once (thread-safe)."""
+        self.reactor.call_soon_threadsafe(self._on_shutdown_request)
+
+    def _on_shutdown_request(self) -> None:
+        self._shutdown_level += 1
+        if self._shutdown_level == 1:
+            self._watch_listener(False)
+            self.log.info("shutting down: %d connection(s) to drain", len(self.connections))
+            for connection in list(self.connections):
+                connection.begin_drain()
+            self._drain_timer = self.reactor.call_later(self.config.drain_timeout,
+                                                        self._force_stop)
+            self._stop_if_drained()
+        else:
+            self._force_stop()
+
+    def _force_stop(self) -> None:
+        self._shutdown_level = 2
+        if self.connections:
+            self.log.info("closing %d connection(s) now", len(self.connections))
+        for connection in list(self.connections):
+            connection.abort()
+        self.reactor.stop()
+
+    def _stop_if_drained(self) -> None:
+        if not self.connections:
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
+            self.reactor.stop()
+
+    def stats_extra(self) -> dict[str, Any]:
+        stats, reactor = self.stats, self.reactor
+        stats.loop_iterations = reactor.iterations
+        stats.poll_seconds = reactor.poll_seconds
+        stats.work_seconds = reactor.work_seconds
+        return {}
+
+    # -- accepting --------------------------------------------------------------------------
+
+    def _watch_listener(self, on: bool) -> None:
+        if on == self._watching_listener:
+            return
+        self._watching_listener = on
+        if on:
+            self.reactor.register(self.listener, EVENT_READ, self._on_listener_ready)
+        else:
+            self.reactor.unregister(self.listener)
+
+    def _on_listener_ready(self, mask: int) -> None:
+        listener = self.listener
+        max_connections = self.config.max_connections
+        for _ in range(ACCEPT_BATCH):
+            if len(self.connections) >= max_connections:
+                self._watch_listener(False)  # _connection_closed() resumes
+                return
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in TRANSIENT_ACCEPT_ERRNOS:
+                    continue
+                if error.errno in RESOURCE_ERRNOS:
+                    self._pause_accepting(error)
+                else:
+                    self.log.error("accept failed: %s", error)
+                return
+            self._start_connection(sock, address)
+
+    def _start_connection(self, sock: socket.socket, address: Any) -> None:
+        fd_limit = self.reactor.fd_limit
+        if fd_limit is not None and sock.fileno() >= fd_limit:
+            self._refuse_over_fd_limit(sock, fd_limit)
+            return
+        try:
+            sock.setblocking(False)
+            configure_client_socket(sock)
+            if self._test_sndbuf is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._test_sndbuf)
+        except OSError as error:  # the peer may already be gone (ECONNRESET, EINVAL)
+            self.log.debug("dropping a new connection: %s", error)
+            sock.close()
+            return
+        peer = peer_name(address)
+        connection = Connection(self.reactor, sock, self.new_protocol(peer), config=self.config,
+                                peer=peer, stats=self.stats, on_closed=self._connection_closed)
+        self.connections.add(connection)
+
+    def _refuse_over_fd_limit(self, sock: socket.socket, fd_limit: int) -> None:
+        fd = sock.fileno()
+        sock.close()
+        self.stats.connections_refused += 1
+        now = self.reactor.now
+        if now - self._last_fd_limit_log >= FD_LIMIT_LOG_INTERVAL:
+            self._last_fd_limit_log = now
+            self.log.warning("refused a connection: descriptor %d >= %d, which select() cannot "
+                             "watch; use --selector epoll or poll for more connections",
+                             fd, fd_limit)
+
+    def _pause_accepting(self, error: OSError) -> None:
+        self.stats.accept_pauses += 1
+        self.log.warning("accept failed (%s): pausing accepting for %.1f s with %d connection(s) "
+                         "open", error.strerror or error, ACCEPT_PAUSE_SECONDS,
+                         len(self.connections))
+        self._accept_paused = True
+        self._watch_listener(False)
+        self.reactor.call_later(ACCEPT_PAUSE_SECONDS, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_paused = False
+        if self._shutdown_level == 0:
+            self._watch_listener(True)
+
+    def _connection_closed(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+        if self._shutdown_level:
+            self._stop_if_drained()
+        elif not self._watching_listener and not self._accept_paused \
+                and len(self.connections) < self.config.max_connections:
+            self._watch_listener(True)
