@@ -1,0 +1,140 @@
+"""Blocking send helpers: put a list of body items on a blocking socket, in order, completely.
+
+What this module knows: sockets, file descriptors, ``os.sendfile`` and ``os.pread``, and the
+shape of :mod:`evserver.bodies` (an item is ``bytes`` or a :class:`~evserver.bodies.FileRegion`).
+What it must not know: HTTP, the protocol, servers, threads. The threaded and iterative models
+(``evserver.servers.blocking``) send with it; the evented model has its own non-blocking transport.
+
+"Blocking" here means what Python means by it: a socket with a timeout (``settimeout(t)``) or none
+(``settimeout(None)``). With a timeout, CPython keeps the descriptor non-blocking and waits with
+``poll`` inside ``send``; ``os.sendfile`` knows nothing of that, so it may raise
+``BlockingIOError``, and we wait for writability ourselves, with the socket's own timeout.
+
+Invariants:
+
+- Items go out strictly in order; consecutive ``bytes`` items are joined and sent together, so a
+  response head and a small body leave in one system call (and one TCP segment: with
+  TCP_NODELAY, two small writes would cost two segments).
+- A file region is sent completely or an exception is raised: if the file ends before the
+  region does (it shrank under us), :class:`FileShrankError` aborts the connection. A short body
+  would desynchronise the client's framing, so never pad and never stop silently.
+- Every timeout is "no progress for that long" (the socket's timeout applies to each wait, not to
+  the whole body): a 1 GiB download over a slow but steady link is not a timeout; a client that
+  reads nothing is.
+- Every file region handed to :func:`send_items` is released (its descriptor closed when it owns
+  it), whether it was sent, half sent or never reached because of an error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+
+from evserver.bodies import FileRegion, Item, release_all
+from evserver.net.transport import FALLBACK_CHUNK_SIZE
+
+# The read+send fallback reads FALLBACK_CHUNK_SIZE bytes per pread: the evented transport's size,
+# so that the models differ in their concurrency and in nothing else.
+
+HAVE_SENDFILE = hasattr(os, "sendfile")
+"""``os.sendfile`` exists on Linux, macOS and the BSDs; elsewhere the read+send path is used."""
+
+MAX_SENDFILE_COUNT = 0x7FFFF000
+"""Linux transfers at most 2 GiB - 4 KiB per sendfile call; asking for more is pointless."""
+
+MSG_MORE = getattr(socket, "MSG_MORE", 0)
+"""Linux: "more is coming", so a head sent just before a file region shares a segment with the
+region's first bytes instead of leaving alone (the evented transport does the same)."""
+
+SENDFILE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK})
+"""errno values that mean "sendfile cannot do this pair of descriptors" (e.g. a file system
+without splice support): fall back to read+send, unless part of the region already went out."""
+
+
+class FileShrankError(ConnectionAbortedError):
+    """The file ended before the region did: the connection must be aborted, not finished short."""
+
+
+def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True) -> int:
+    """Send every item, in order; release every file region. Return the bytes sent by sendfile.
+
+    Raises ``OSError`` (``TimeoutError`` when the peer read nothing for the socket's timeout,
+    :class:`FileShrankError`, ``BrokenPipeError``...): the caller then drops the connection.
+    """
+    via_sendfile = 0
+    pending: list[bytes] = []
+    try:
+        for item in items:
+            if isinstance(item, FileRegion):
+                if pending:
+                    send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending),
+                               MSG_MORE)
+                    pending = []
+                via_sendfile += send_region(sock, item, use_sendfile)
+            else:
+                pending.append(item)
+        if pending:
+            # Speed: one join and one send beat a send per item (head + small body = one call).
+            send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending))
+    finally:
+        release_all(items)
+    return via_sendfile
+
+
+def send_bytes(sock: socket.socket, data: bytes, flags: int = 0) -> None:
+    """Send all of ``data``. Each ``send`` waits at most the socket's timeout for room."""
+    sent = sock.send(data, flags)
+    if sent == len(data):  # the common case: the socket buffer took it all at once
+        return
+    view = memoryview(data)[sent:]
+    while view:
+        view = view[sock.send(view, flags):]
+
+
+def send_region(sock: socket.socket, region: FileRegion, use_sendfile: bool = True) -> int:
+    """Send ``region.count`` bytes of ``region.fd`` from ``region.offset``; return how many of them
+    went through ``os.sendfile`` (the rest, if any, through pread+send). Does not release it."""
+    offset = region.offset
+    end = offset + region.count
+    if use_sendfile and HAVE_SENDFILE:
+        out_fd = sock.fileno()
+        while offset < end:
+            try:
+                sent = os.sendfile(out_fd, region.fd, offset, min(end - offset, MAX_SENDFILE_COUNT))
+            except BlockingIOError:  # a socket with a timeout has a non-blocking descriptor
+                wait_writable(sock)
+                continue
+            except OSError as error:
+                if error.errno in SENDFILE_UNSUPPORTED and offset == region.offset:
+                    break  # this pair of descriptors cannot sendfile: read and send instead
+                raise
+            if sent == 0:
+                raise FileShrankError(f"fd {region.fd} ended at offset {offset}, "
+                                      f"{end - offset} bytes short of its region")
+            offset += sent
+    via_sendfile = offset - region.offset
+    while offset < end:
+        chunk = os.pread(region.fd, min(end - offset, FALLBACK_CHUNK_SIZE), offset)
+        if not chunk:
+            raise FileShrankError(f"fd {region.fd} ended at offset {offset}, "
+                                  f"{end - offset} bytes short of its region")
+        send_bytes(sock, chunk)
+        offset += len(chunk)
+    return via_sendfile
+
+
+def wait_writable(sock: socket.socket) -> None:
+    """Wait until ``sock`` can take more bytes, at most its timeout; else raise ``TimeoutError``.
+
+    ``poll``, not ``select``: a threaded server holds thousands of sockets, and ``select`` cannot
+    watch a descriptor numbered 1024 or above. An error or hang-up also ends the wait; the next
+    send then raises it.
+    """
+    timeout = sock.gettimeout()
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    milliseconds = None if timeout is None else max(0, round(timeout * 1000 + 0.5))
+    if not poller.poll(milliseconds):
+        raise TimeoutError(f"peer read nothing for {timeout} s")
