@@ -128,11 +128,12 @@ _AUTHORITY_FORM = re.compile(
 # field name), field-value without CTLs except HTAB inside (RFC 9110 5.5), OWS = SP / HTAB.
 _FIELD_VALUE = rf"(?:[{_VCHAR_OBS}](?:[ \t{_VCHAR_OBS}]*[{_VCHAR_OBS}])?)?"
 _FIELD_LINE_TEXT = rf"([{_TCHAR}]+):[ \t]*({_FIELD_VALUE})[ \t]*\r\n"
-_FIELD_LINES = re.compile(_FIELD_LINE_TEXT, re.ASCII)  # findall -> [(name, value), ...]
-_FIELD_BLOCK = re.compile(  # fullmatch proves every byte of the block is some field line
+_FIELD_LINES = re.compile(_FIELD_LINE_TEXT, re.ASCII)  # one line, for error messages
+_FIELD_BLOCK = re.compile(  # a whole trailer section; also the reference the tests compare to
     rf"(?:[{_TCHAR}]+:[ \t]*{_FIELD_VALUE}[ \t]*\r\n)*", re.ASCII
 )
 
+_TOKEN = re.compile(rf"[{_TCHAR}]+", re.ASCII)  # RFC 9110 5.6.2
 _HOST = re.compile(r"[^ \t/?#@]*", re.ASCII)  # RFC 9112 3.2, loosely: see the module docstring
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 # RFC 9110 8.6 with 5.6.1 lists: identical values may arrive as "5, 5" (or two fields).
@@ -156,17 +157,21 @@ _CHUNK_LINE = re.compile(
 )
 
 
-class State(enum.Enum):
-    """Where the parser is in the current request."""
+class State(enum.IntEnum):
+    """Where the parser is in the current request.
 
-    HEAD = "waiting for a request head (or for the end of input between requests)"
-    BODY = "reading a Content-Length body"
-    CHUNK_SIZE = "waiting for a chunk-size line"
-    CHUNK_DATA = "reading chunk data"
-    CHUNK_DATA_END = "waiting for the CRLF after chunk data"
-    TRAILER = "reading the trailer section after the last chunk"
-    END = "the body is complete; END_OF_MESSAGE is due"
-    CLOSED = "the peer ended its input between requests"
+    An ``IntEnum`` rather than an ``Enum`` only for speed: ``next_event`` looks the state up in
+    a dict on every call, and ``Enum`` hashes through a Python-level ``__hash__``.
+    """
+
+    HEAD = 1  # waiting for a request head (or for the end of input between requests)
+    BODY = 2  # reading a Content-Length body
+    CHUNK_SIZE = 3  # waiting for a chunk-size line
+    CHUNK_DATA = 4  # reading chunk data
+    CHUNK_DATA_END = 5  # waiting for the CRLF after chunk data
+    TRAILER = 6  # reading the trailer section after the last chunk
+    END = 7  # the body is complete; END_OF_MESSAGE is due
+    CLOSED = 8  # the peer ended its input between requests
 
 
 TRANSITIONS: Final[dict[State, frozenset[State]]] = {
@@ -280,15 +285,16 @@ class RequestParser:
         head_end = buffer.find(b"\r\n\r\n", searched - 3 if searched > 3 else 0)
         if head_end < 0:
             return self._head_incomplete()
-        head = buffer[: head_end + 2].decode("latin-1")
+        raw_head = buffer[:head_end]  # request line and fields, without the final CRLFCRLF
         del buffer[: head_end + 4]
-        self._head_searched = 0
-        self._line_end = -1
-        self._line_searched = 0
+        if self._head_searched:  # the head came in pieces: forget the partial searches
+            self._head_searched = 0
+            self._line_end = -1
+            self._line_searched = 0
         self._empty_lines = 0
         if head_end + 4 > self._limits.max_head:
             raise HeadersTooLarge("request head too large")
-        return self._parse_head(head)
+        return self._parse_head(raw_head)
 
     def _skip_empty_lines(self) -> None:
         # RFC 9112 2.2: ignore at least one empty line (CRLF) received before the request line.
@@ -331,14 +337,27 @@ class RequestParser:
             raise BadRequest("incomplete request")
         return NEED_DATA
 
-    def _parse_head(self, head: str) -> Event:
-        """Validate a whole head (request line and fields, each ending in CRLF)."""
-        line_end = head.find("\r\n")
-        if line_end > self._limits.max_request_line:
+    def _parse_head(self, raw_head: bytearray) -> Event:
+        """Validate a whole head: the request line and the field lines, joined by CRLF.
+
+        Speed shaped this function (see the module docstring): the bytes are checked for
+        control characters in one ``translate`` call, lines are cut at the exact separator CRLF,
+        and each field line is cut at its first colon. Every rule is still explicit: the
+        argument-less ``split()``/``strip()`` that treat ``\\x85`` or ``\\xa0`` as whitespace are
+        never used; ``split("\\r\\n")`` and ``strip(" \\t")`` name their bytes exactly.
+        """
+        head = raw_head.decode("latin-1")  # one character per byte, nothing lost
+        lines = head.split("\r\n")
+        # RFC 9112 2.2 (no bare CR, our choice of no bare LF) and RFC 9110 5.5 (no CTL but HTAB
+        # in a field value): deleting every ordinary byte must leave exactly the CRLFs we split.
+        if len(raw_head.translate(None, _ORDINARY_HEAD_BYTES)) != 2 * len(lines) - 2:
+            raise BadRequest(_describe_bad_head(head))
+        request_line = lines[0]
+        if len(request_line) > self._limits.max_request_line:
             raise URITooLong("request line too long")
-        match = _REQUEST_LINE.fullmatch(head, 0, line_end)
+        match = _REQUEST_LINE.fullmatch(request_line)
         if match is None:
-            raise BadRequest(_describe_bad_request_line(head[:line_end]))
+            raise BadRequest(_describe_bad_request_line(request_line))
         method, target, major, minor = match.groups()
         # RFC 9112 2.3 and RFC 9110 6.2: same major version, any minor; 2+ is another protocol.
         if major != "1":
@@ -346,24 +365,31 @@ class RequestParser:
                 raise BadRequest("unsupported HTTP version")
             raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
         version = "1.0" if minor == "0" else "1.1"
-        _check_target(method, target)
+        if target[0] != "/" or method == "CONNECT":  # origin-form is proven by _REQUEST_LINE
+            _check_target(method, target)
 
-        fields_start = line_end + 2
-        if _FIELD_BLOCK.fullmatch(head, fields_start) is None:
-            raise BadRequest(_describe_bad_fields(head[fields_start:]))
-        raw_headers: list[tuple[str, str]] = _FIELD_LINES.findall(head, fields_start)
-        if len(raw_headers) > self._limits.max_header_count:
+        if len(lines) - 1 > self._limits.max_header_count:
             raise HeadersTooLarge("too many header fields")
         headers: dict[str, str] = {}
-        for name, value in raw_headers:
-            key = name.lower()
-            if key in headers:
-                if key == "host":  # RFC 9112 3.2: more than one Host field line -> 400
-                    raise BadRequest("more than one Host field")
-                # RFC 9110 5.3: a repeated field is one comma-separated list, in order.
-                headers[key] = headers[key] + ", " + value
-            else:
-                headers[key] = value
+        raw_headers: list[tuple[str, str]] = []
+        append = raw_headers.append
+        field_lines = iter(lines)
+        next(field_lines)  # the request line
+        for field_line in field_lines:
+            # RFC 9112 5: field-line = field-name ":" OWS field-value OWS
+            name, colon, value = field_line.partition(":")
+            key = _KNOWN_FIELD_NAMES.get(name)  # lower-case name; proven a token
+            if key is None or not colon:
+                key = name.lower()
+                # RFC 9110 5.1: the name is a token. This rejects an empty name, obs-fold (a line
+                # starting with SP/HTAB, RFC 9112 5.2) and whitespace before the colon (5.1).
+                if not colon or _TOKEN.fullmatch(key) is None:
+                    raise BadRequest(_describe_bad_fields(head[len(request_line) + 2 :] + "\r\n"))
+            value = value.strip(" \t")  # RFC 9112 5: OWS is exactly SP and HTAB
+            append((name, value))
+            headers[key] = value
+        if len(headers) != len(raw_headers):
+            headers = _combine_repeated_fields(raw_headers)
         return self._start_message(method, target, version, headers, raw_headers)
 
     def _start_message(
@@ -374,54 +400,39 @@ class RequestParser:
         headers: dict[str, str],
         raw_headers: list[tuple[str, str]],
     ) -> Request:
-        """Apply the field semantics that decide framing and persistence; choose the next state."""
+        """Apply the field semantics that decide framing and persistence; choose the next state.
+
+        The common request (no body, no Expect) takes the first branches only.
+        """
         host = headers.get("host")
         if host is None:
             if version == "1.1":  # RFC 9112 3.2: an HTTP/1.1 request without Host -> 400
                 raise BadRequest("missing Host field")
-        elif _HOST.fullmatch(host) is None:  # RFC 9112 3.2: an invalid Host value -> 400
-            raise BadRequest("invalid Host field")
+        elif host not in _VALID_HOSTS:
+            _check_host(host)
 
         # RFC 9112 9.3: persistence. 1.1 persists unless "close"; 1.0 only with "keep-alive".
         connection = headers.get("connection")
         if connection is None:
             keep_alive = version == "1.1"
+        elif connection == "keep-alive":
+            keep_alive = True
         else:
-            tokens = _LIST_TOKEN.findall(connection.lower())
+            tokens = _LIST_TOKEN.findall(connection.lower())  # a comma list, case-insensitive
             keep_alive = "close" not in tokens and (version == "1.1" or "keep-alive" in tokens)
 
         expect_continue = False
-        expect = headers.get("expect")
-        if expect is not None:
+        if "expect" in headers:
             # RFC 9110 10.1.1: 100-continue is the only expectation; ignore it in HTTP/1.0.
-            if expect.lower() != "100-continue":
+            if headers["expect"].lower() != "100-continue":
                 raise ExpectationFailed("unsupported expectation")
             expect_continue = version == "1.1"
 
-        content_length: int | None = None
-        chunked = False
-        transfer_encoding = headers.get("transfer-encoding")
-        length_field = headers.get("content-length")
-        if transfer_encoding is not None:
-            if length_field is not None:  # RFC 9112 6.1: both present -> smuggling shape
-                raise BadRequest("both Transfer-Encoding and Content-Length")
-            if version == "1.0":  # RFC 9112 6.1: faulty framing in an HTTP/1.0 message
-                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
-            _check_transfer_coding(transfer_encoding)
-            chunked = True
-            self._body_total = 0
-            self._state = State.CHUNK_SIZE
-        elif length_field is not None:
-            content_length = _parse_content_length(length_field)
-            if content_length > self._limits.max_body:
-                raise PayloadTooLarge("request body too large")
-            if content_length:
-                self._remaining = content_length
-                self._state = State.BODY
-            else:
-                self._state = State.END
+        if "transfer-encoding" in headers or "content-length" in headers:
+            content_length = self._frame_body(headers, version)
         else:
             # RFC 9112 6.3 rule 7: a request with neither field has no body.
+            content_length = None
             self._state = State.END
         return Request(
             method,
@@ -432,8 +443,32 @@ class RequestParser:
             keep_alive,
             expect_continue,
             content_length,
-            chunked,
+            self._state is State.CHUNK_SIZE,
         )
+
+    def _frame_body(self, headers: dict[str, str], version: str) -> int | None:
+        """RFC 9112 6.3: choose the body framing; return Content-Length or None if chunked."""
+        transfer_encoding = headers.get("transfer-encoding")
+        length_field = headers.get("content-length")
+        if transfer_encoding is not None:
+            if length_field is not None:  # RFC 9112 6.1: both present -> smuggling shape
+                raise BadRequest("both Transfer-Encoding and Content-Length")
+            if version == "1.0":  # RFC 9112 6.1: faulty framing in an HTTP/1.0 message
+                raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+            _check_transfer_coding(transfer_encoding)
+            self._body_total = 0
+            self._state = State.CHUNK_SIZE
+            return None
+        assert length_field is not None
+        content_length = _parse_content_length(length_field)
+        if content_length > self._limits.max_body:
+            raise PayloadTooLarge("request body too large")
+        if content_length:
+            self._remaining = content_length
+            self._state = State.BODY
+        else:
+            self._state = State.END
+        return content_length
 
     # -- bodies --------------------------------------------------------------------------------
 
@@ -550,6 +585,31 @@ class RequestParser:
 
 _LINE_BREAK_STARTS: Final = (b"\r", b"\n")
 
+_ORDINARY_HEAD_BYTES: Final = bytes(
+    byte for byte in range(256) if byte == 0x09 or 0x20 <= byte <= 0x7E or byte >= 0x80
+)
+"""Bytes allowed anywhere in a head line: HTAB, SP, VCHAR, obs-text (RFC 9110 5.5)."""
+
+_COMMON_FIELD_NAMES: Final = frozenset(
+    {
+        "accept", "accept-encoding", "accept-language", "authorization", "cache-control",
+        "connection", "content-length", "content-type", "cookie", "dnt", "expect", "host",
+        "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since",
+        "origin", "pragma", "priority", "range", "referer", "sec-ch-ua", "sec-ch-ua-mobile",
+        "sec-ch-ua-platform", "sec-fetch-dest", "sec-fetch-mode", "sec-fetch-site",
+        "sec-fetch-user", "te", "trailer", "transfer-encoding", "upgrade",
+        "upgrade-insecure-requests", "user-agent", "via", "x-forwarded-for",
+        "x-forwarded-proto", "x-requested-with",
+    }
+)
+_KNOWN_FIELD_NAMES: Final[dict[str, str]] = {
+    spelling: name
+    for name in _COMMON_FIELD_NAMES
+    for spelling in (name, "-".join(part.capitalize() for part in name.split("-")))
+}
+"""Common field names as browsers spell them -> lower case. One dict lookup both lowers the
+name and proves it a token, instead of ``lower()`` plus a pattern: this loop runs per field."""
+
 _READERS: Final = {
     State.HEAD: RequestParser._read_head,
     State.BODY: RequestParser._read_body,
@@ -564,6 +624,37 @@ _READERS: Final = {
 
 # ---------------------------------------------------------------------------------------------
 # Field semantics and error details (cold paths, kept out of the parser class).
+
+
+_VALID_HOSTS: set[str] = set()
+"""Host values already proven valid: a memo of the pure check below (the check is a pattern
+match; a set lookup is several times cheaper and most requests repeat a few hosts)."""
+
+MAX_REMEMBERED_HOSTS: Final = 256
+"""Bound on _VALID_HOSTS so a client sending many distinct hosts cannot grow it."""
+
+
+def _check_host(host: str) -> None:
+    """RFC 9112 3.2: an invalid Host value -> 400 (checked loosely, see the module docstring)."""
+    if _HOST.fullmatch(host) is None:
+        raise BadRequest("invalid Host field")
+    if len(_VALID_HOSTS) < MAX_REMEMBERED_HOSTS:
+        _VALID_HOSTS.add(host)
+
+
+def _combine_repeated_fields(raw_headers: list[tuple[str, str]]) -> dict[str, str]:
+    """The headers dict when some field name repeats (the uncommon case, kept off the loop)."""
+    headers: dict[str, str] = {}
+    for name, value in raw_headers:
+        key = name.lower()
+        if key in headers:
+            if key == "host":  # RFC 9112 3.2: more than one Host field line -> 400
+                raise BadRequest("more than one Host field")
+            # RFC 9110 5.3: a repeated field is one comma-separated list, in order.
+            headers[key] = headers[key] + ", " + value
+        else:
+            headers[key] = value
+    return headers
 
 
 def _check_target(method: str, target: str) -> None:
@@ -617,6 +708,15 @@ def _check_transfer_coding(value: str) -> None:
         raise BadRequest("chunked is not the final transfer coding")
     if codings != ["chunked"]:
         raise NotImplementedCoding("unsupported transfer coding")
+
+
+def _describe_bad_head(head: str) -> str:
+    """A precise message for a head holding a stray control character (error path only)."""
+    if "\n" in head.replace("\r\n", ""):
+        return "bare LF in the request head"
+    if "\r" in head.replace("\r\n", ""):
+        return "bare CR in the request head"
+    return "control character in the request head"
 
 
 def _describe_bad_request_line(line: str) -> str:
