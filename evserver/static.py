@@ -49,6 +49,9 @@ Decisions on request-targets (RFC 9110 4.2 and 7.1, RFC 9112 3.2 leave them to t
 - Range is honoured for GET only (RFC 9110 14.2: a server MUST ignore it for other methods), so
   HEAD with Range answers as a HEAD without Range (200).
 - Error pages are tiny HTML documents; a HEAD gets their fields without the body.
+- Field lines are built by ``evserver.http.response.serialize_fields``, which refuses CR, LF and
+  NUL in a value: the last line of defence against header injection (names only ever reach
+  ``Location`` percent-encoded, so it never fires for a client's input).
 
 Speed (issue 7): a plain ``GET`` of a cached small file costs one dictionary lookup, one
 ``os.stat`` and the construction of a ``Response`` with prebuilt field bytes: no path parsing, no
@@ -65,7 +68,7 @@ import secrets
 import stat
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from http import HTTPStatus
 from mimetypes import MimeTypes
 from typing import Final
@@ -74,6 +77,7 @@ from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 from evserver.bodies import FileRegion, Item, Response
 from evserver.http.dates import format_http_date
 from evserver.http.events import Request
+from evserver.http.response import serialize_fields
 from evserver.static_conditions import (
     evaluate_preconditions,
     if_range_holds,
@@ -161,20 +165,6 @@ def content_type_for(name: str) -> str:
     return _CONTENT_TYPES.get(name[dot:].lower(), _DEFAULT_CONTENT_TYPE)
 
 
-def serialize_field_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
-    """``Name: value\\r\\n`` lines. A value holding CR, LF or NUL is a bug: it would inject a field.
-
-    Every value this module builds is ASCII (names reach ``Location`` only percent-encoded), so
-    this guard never fires for a client's input; it is the last line of defence.
-    """
-    lines = []
-    for name, value in pairs:
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise ValueError(f"refusing a field value with CR, LF or NUL: {name}")
-        lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("latin-1")
-
-
 def _error_page(status: int) -> tuple[bytes, bytes]:
     """``(fields, body)`` of the small HTML page an error carries."""
     reason = HTTPStatus(status).phrase
@@ -182,7 +172,7 @@ def _error_page(status: int) -> tuple[bytes, bytes]:
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{status} {reason}</title>'
         f"</head>\n<body><h1>{status} {reason}</h1></body></html>\n"
     ).encode("ascii")
-    fields = serialize_field_lines(
+    fields = serialize_fields(
         [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
     )
     return fields, body
@@ -190,7 +180,7 @@ def _error_page(status: int) -> tuple[bytes, bytes]:
 
 _ERROR_STATUSES: Final = (400, 403, 404, 405, 412, 416, 500)
 _ERROR_PAGES: Final = {status: _error_page(status) for status in _ERROR_STATUSES}
-_ALLOW_FIELD: Final = serialize_field_lines([("Allow", _ALLOW)])
+_ALLOW_FIELD: Final = serialize_fields([("Allow", _ALLOW)])
 
 
 def _error(status: int, head_only: bool, extra_fields: bytes = b"") -> Response:
@@ -247,7 +237,7 @@ class _FileEntry:
         self.etag = f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
         self.last_modified = format_http_date(self.modified_second)
         self.content_type = content_type
-        self.fields_200 = serialize_field_lines(
+        self.fields_200 = serialize_fields(
             [
                 ("Content-Type", content_type),
                 ("Content-Length", str(st.st_size)),
@@ -491,7 +481,7 @@ class StaticHandler:
             )
         except OSError as error:
             return _error(_status_for_os_error(error, dir_fs_path), head_only)
-        fields = serialize_field_lines(
+        fields = serialize_fields(
             [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
         )
         if head_only:
@@ -519,7 +509,7 @@ class StaticHandler:
                     headers, entry.etag, entry.modified_second, safe_method=True
                 )
                 if outcome == 304:  # RFC 9110 15.4.5: no body; the validators are sent
-                    return Response(304, serialize_field_lines(entry.validator_fields()))
+                    return Response(304, serialize_fields(entry.validator_fields()))
                 if outcome == 412:
                     return _error(412, head_only)
             if not head_only and "range" in headers:  # RFC 9110 14.2: GET only
@@ -554,12 +544,12 @@ class StaticHandler:
         if not ranges:  # RFC 9110 15.5.17
             if fd is not None:
                 _close_quietly(fd)
-            content_range = serialize_field_lines([("Content-Range", f"bytes */{entry.size}")])
+            content_range = serialize_fields([("Content-Range", f"bytes */{entry.size}")])
             return _error(416, False, content_range)
         if len(ranges) == 1:
             first, last = ranges[0]
             count = last - first + 1
-            fields = serialize_field_lines(
+            fields = serialize_fields(
                 [
                     ("Content-Type", entry.content_type),
                     ("Content-Length", str(count)),
@@ -601,7 +591,7 @@ def _multipart_response(
     closing = f"\r\n--{boundary}--\r\n".encode("ascii")
     body.append(closing)
     length += len(closing)
-    fields = serialize_field_lines(
+    fields = serialize_fields(
         [
             ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
             ("Content-Length", str(length)),
@@ -703,7 +693,7 @@ def _redirect_to_directory(names: list[str], query: str, head_only: bool) -> Res
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>301 Moved Permanently</title>'
         f'</head>\n<body><a href="{html.escape(location)}">Moved here</a></body></html>\n'
     ).encode("ascii")
-    fields = serialize_field_lines(
+    fields = serialize_fields(
         [
             ("Location", location),
             ("Content-Type", "text/html; charset=utf-8"),
