@@ -1,0 +1,17 @@
+"""Experiment tools for evserver: they drive servers from the outside and never import them.
+
+What this package knows: processes, sockets, ``/proc``, the load generators ``wrk`` and Locust,
+and how to turn their numbers into tables and plots. What it must not know: anything inside
+``evserver`` -- a server is a command line, a port and (optionally) a stats URL, so that
+``python -m http.server`` and nginx can be measured exactly like evserver.
+
+Modules:
+
+- ``docroot``    -- deterministic document root (files from 1 KiB to 16 MiB, folders, an index)
+- ``holdconns``  -- opens and holds N idle keep-alive connections, reports how many held
+- ``procstat``   -- samples a process tree once a second from ``/proc``
+- ``servers``    -- starts and stops evserver, ``http.server`` and nginx as pinned children
+- ``wrkrun``     -- runs ``wrk`` and parses its output
+- ``report``     -- medians, ratios, Markdown tables; ``plots`` -- PNG figures
+- ``experiment`` -- the one command: ``compare`` (issue 6) and ``bench`` (issue 7)
+"""

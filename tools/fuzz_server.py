@@ -1,0 +1,630 @@
+"""Fuzz a live HTTP/1.1 server with mutated requests, checking it after every input.
+
+What this module knows: sockets, ``/proc``, a seeded byte-level mutator, and HTTP/1.1 responses
+as RFC 9112 defines them (status line, field lines, Content-Length framing), parsed *strictly*.
+What it must not know: how the server is built. Like the other tools it never imports
+``evserver``: a target is an address, and optionally a process whose descriptors can be counted.
+The tests (``tests/test_hostile_*.py``) borrow its strict response reader.
+
+The loop, once per input::
+
+    input = mutate(random corpus entry)          # seeded: the same seed gives the same inputs
+    connect, send it in random pieces, shut down our sending side (the server sees EOF),
+    read until the server closes, parse every response strictly         -> "malformed"
+    probe: a plain GET on a fresh connection must get its 200            -> "dead"
+    descriptors: at most baseline + slack now; exactly baseline at the end -> "fd leak"
+
+Strict means: ``HTTP/1.1 NNN reason CRLF``; field lines are ``token ":" OWS value OWS CRLF`` with
+no control characters; one ``Content-Length`` (plain digits) on every response that has a body
+(the server never uses chunked or close-delimited bodies, so anything else is a truncation it
+could not signal); ``Date`` on every final response (RFC 9110 6.6.1); nothing after a response
+that says ``Connection: close``; and the stream ends exactly at a response boundary. A response
+to HEAD has no body whatever its Content-Length says, so inputs that may contain a HEAD request
+are read with that in mind (see :func:`parse_responses`).
+
+Run it by hand for long sessions (the CI runs a few hundred inputs per model, from
+``tests/test_hostile_fuzz.py``)::
+
+    .venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1
+    .venv/bin/python -m tools.fuzz_server --count 100000 --model threaded --save /tmp/fuzz-fail
+    .venv/bin/python -m tools.fuzz_server --port 8000 --pid 1234   # a server you started
+
+Without ``--port`` it starts ``python -m evserver`` on a fresh document root with short timeouts.
+It prints how many inputs it tried, the statuses seen, and any failure with its input (``--save``
+writes failing inputs to files for replay with ``--replay FILE``). Exit status 1 on a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# ---------------------------------------------------------------------------------------------
+# Strict response parsing (RFC 9112 4 status line, 5 field lines, 6.3 message body length).
+
+MAX_RESPONSE_HEAD = 16 * 1024
+"""A response head longer than this is malformed here: evserver's heads are a few hundred bytes."""
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5][0-9][0-9]) ([\t \x21-\x7e\x80-\xff]*)")
+_FIELD_LINE = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*"
+    rb"((?:[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
+)
+_DIGITS = re.compile(rb"[0-9]+")
+
+
+class MalformedResponse(Exception):
+    """The bytes the server sent are not a strictly well-formed sequence of HTTP/1.1 responses."""
+
+
+@dataclass
+class HTTPResponse:
+    """One parsed response. ``headers`` maps lower-case names to values (repeats joined)."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
+    head: bytes
+
+    @property
+    def closes(self) -> bool:
+        """The server said it will close after this response (RFC 9112 9.6)."""
+        return "close" in self.headers.get("connection", "").lower().replace(" ", "").split(",")
+
+    def __repr__(self) -> str:
+        return f"<HTTPResponse {self.status} {len(self.body)} body bytes>"
+
+
+def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
+    lines = head.split(b"\r\n")
+    match = _STATUS_LINE.fullmatch(lines[0])
+    if match is None:
+        raise MalformedResponse(f"bad status line {lines[0][:100]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        field_match = _FIELD_LINE.fullmatch(line)
+        if field_match is None:
+            raise MalformedResponse(f"bad field line {line[:100]!r}")
+        name = field_match.group(1).decode("ascii").lower()
+        value = field_match.group(2).decode("latin-1")
+        if name in headers:
+            if name in ("content-length", "date", "server", "location", "content-type"):
+                raise MalformedResponse(f"repeated field {name}")
+            headers[name] += ", " + value
+        else:
+            headers[name] = value
+    return int(match.group(1)), match.group(2).decode("latin-1"), headers
+
+
+def _body_length(status: int, headers: dict[str, str], head_request: bool) -> int:
+    """RFC 9112 6.3: how many body bytes follow this head."""
+    if "transfer-encoding" in headers:
+        raise MalformedResponse("Transfer-Encoding in a response (evserver never sends it)")
+    length_text = headers.get("content-length")
+    if length_text is not None and _DIGITS.fullmatch(length_text.encode("latin-1")) is None:
+        raise MalformedResponse(f"bad Content-Length {length_text!r}")
+    if 100 <= status < 200 or status in (204, 304):
+        if status == 204 and length_text is not None:
+            raise MalformedResponse("Content-Length on a 204 (RFC 9110 8.6)")
+        return 0
+    if length_text is None:
+        raise MalformedResponse(f"{status} without Content-Length (truncation undetectable)")
+    if "date" not in headers:
+        raise MalformedResponse(f"{status} without Date (RFC 9110 6.6.1)")
+    return 0 if head_request else int(length_text)
+
+
+def parse_one(
+    data: bytes | bytearray, start: int = 0, head_request: bool = False
+) -> tuple[HTTPResponse, int] | None:
+    """The response at ``data[start:]`` and where it ends, or ``None`` while it is incomplete.
+
+    Raises :class:`MalformedResponse` as soon as the bytes cannot begin a valid response.
+    """
+    head_end = data.find(b"\r\n\r\n", start)
+    if head_end < 0:
+        prefix = bytes(data[start : start + 9])
+        if not b"HTTP/1.1 ".startswith(prefix) and not prefix.startswith(b"HTTP/1.1 "):
+            raise MalformedResponse(f"not a status line: {prefix!r}")
+        if len(data) - start > MAX_RESPONSE_HEAD:
+            raise MalformedResponse("response head too long")
+        return None
+    head = bytes(data[start:head_end])
+    if b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
+        raise MalformedResponse("bare CR or LF in a response head")
+    status, reason, headers = _parse_head(head)
+    length = _body_length(status, headers, head_request)
+    body_start = head_end + 4
+    if len(data) - body_start < length:
+        return None
+    body = bytes(data[body_start : body_start + length])
+    return HTTPResponse(status, reason, headers, body, head), body_start + length
+
+
+def parse_responses(data: bytes, head_requests: Sequence[bool] = (), *,
+                    maybe_head: bool = False) -> list[HTTPResponse]:
+    """Every response in a complete stream (read until the server closed); strict.
+
+    ``head_requests[i]`` says the i-th response answers a HEAD (no body). With ``maybe_head``
+    (fuzzed input that might hold a HEAD request) a body-less reading is also accepted when the
+    bytes right after the head begin another response or end the stream.
+    Raises :class:`MalformedResponse`, including for a stream that ends inside a response.
+    """
+    responses: list[HTTPResponse] = []
+    position = 0
+    while position < len(data):
+        if responses and responses[-1].closes:
+            raise MalformedResponse("bytes after a response that said Connection: close")
+        index = len(responses)
+        head_request = head_requests[index] if index < len(head_requests) else False
+        parsed = parse_one(data, position, head_request)
+        if maybe_head and not head_request and (parsed is None or
+                                                not _plausible(data, parsed[1])):
+            as_head = parse_one(data, position, True)
+            if as_head is not None and _plausible(data, as_head[1]):
+                parsed = as_head
+        if parsed is None:
+            raise MalformedResponse(f"stream ends inside response {index + 1} "
+                                    f"({len(data) - position} bytes of it arrived)")
+        response, position = parsed
+        if not 100 <= response.status < 200:
+            responses.append(response)
+    return responses
+
+
+def _plausible(data: bytes, position: int) -> bool:
+    rest = data[position : position + 9]
+    return not rest or b"HTTP/1.1 ".startswith(rest) or rest.startswith(b"HTTP/1.1 ")
+
+
+def read_until_close(sock: socket.socket, limit: int = 64 * 1024 * 1024) -> tuple[bytes, str]:
+    """Everything the peer sends until it closes: ``(data, how)``, ``how`` is ``"eof"`` or
+    ``"reset"``. A socket timeout propagates (the server did not close in time)."""
+    chunks = []
+    size = 0
+    while size <= limit:
+        try:
+            chunk = sock.recv(262144)
+        except ConnectionResetError:
+            return b"".join(chunks), "reset"
+        if not chunk:
+            return b"".join(chunks), "eof"
+        chunks.append(chunk)
+        size += len(chunk)
+    raise MalformedResponse(f"more than {limit} bytes without closing")
+
+
+class ResponseReader:
+    """Read responses one at a time from a blocking socket (keep-alive conversations)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.closed = ""
+        """``""`` while open; ``"eof"`` or ``"reset"`` once the server closed."""
+
+    def _fill(self) -> bool:
+        if self.closed:
+            return False
+        try:
+            chunk = self.sock.recv(262144)
+        except ConnectionResetError:
+            self.closed = "reset"
+            return False
+        if not chunk:
+            self.closed = "eof"
+            return False
+        self.buffer += chunk
+        return True
+
+    def next(self, head_request: bool = False) -> HTTPResponse | None:
+        """The next final response (1xx skipped), or ``None`` if the server closed cleanly first.
+
+        Raises :class:`MalformedResponse` if the stream ends inside a response.
+        """
+        while True:
+            parsed = parse_one(self.buffer, 0, head_request) if self.buffer else None
+            if parsed is not None:
+                response, end = parsed
+                del self.buffer[:end]
+                if 100 <= response.status < 200:
+                    continue
+                return response
+            if not self._fill():
+                if self.buffer:
+                    raise MalformedResponse(
+                        f"connection {self.closed} inside a response "
+                        f"({len(self.buffer)} bytes of it arrived)")
+                return None
+
+    def wait_closed(self) -> str:
+        """Read until the server closes; any byte that arrives is an error. Returns how."""
+        while self._fill():
+            pass
+        if self.buffer:
+            raise MalformedResponse(f"unexpected bytes before close: {bytes(self.buffer[:80])!r}")
+        return self.closed
+
+
+def exchange(address: tuple[str, int], data: bytes, *, timeout: float = 10.0,
+             half_close: bool = False, head_requests: Sequence[bool] = (),
+             maybe_head: bool = False) -> tuple[list[HTTPResponse], str]:
+    """Send ``data`` on a new connection and read until the server closes.
+
+    Returns the strictly parsed responses and how the server closed (``"eof"``/``"reset"``).
+    Without ``half_close`` the server must close by itself (after an error or
+    ``Connection: close``); if it does not within ``timeout``, ``socket.timeout`` is raised.
+    """
+    with socket.create_connection(address, timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it closed early (after an error): what it sent is still readable
+        if half_close:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        raw, how = read_until_close(sock)
+    return parse_responses(raw, head_requests, maybe_head=maybe_head), how
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus and the mutator.
+
+CORPUS: tuple[bytes, ...] = (
+    b"GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET /small.txt HTTP/1.1\r\nHost: fuzz\r\nConnection: keep-alive\r\n\r\n",
+    b"HEAD /kib.bin HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET /kib.bin HTTP/1.1\r\nHost: fuzz\r\nRange: bytes=0-9,20-29,-5\r\n\r\n",
+    b"GET /kib.bin HTTP/1.1\r\nHost: fuzz\r\nRange: bytes=1000-\r\nIf-Range: \"x\"\r\n\r\n",
+    b"GET /sub HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET /sub/?a=1&b=%20 HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET /with%20space%20%C3%A9.txt HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET /noindex/ HTTP/1.1\r\nHost: fuzz\r\nIf-None-Match: *\r\n\r\n",
+    b"GET /small.txt HTTP/1.1\r\nHost: fuzz\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT"
+    b"\r\n\r\n",
+    b"GET http://fuzz/small.txt HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"POST /small.txt HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 11\r\n\r\nhello=world",
+    b"POST / HTTP/1.1\r\nHost: fuzz\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer-Field: x\r\n\r\n",
+    b"PUT /x HTTP/1.1\r\nHost: fuzz\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET / HTTP/1.0\r\n\r\n",
+    b"GET /small.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"\r\nGET / HTTP/1.1\r\nHost: fuzz\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET /../etc/passwd HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: fuzz\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: fuzz\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n",
+)
+"""Seeds: valid requests of every shape the server knows, plus known-tricky framing."""
+
+_INTERESTING_BYTES = b"\r\n\x00 \t:;,%/.?#\\\"'=-+0123456789afAF\x7f\x85\xa0\xff\x0b\x0c"
+_INTERESTING_TOKENS = (
+    b"\r\n", b"\n", b"\r", b"\r\n\r\n", b"\r\n ", b"%00", b"%2e%2e/", b"../", b"%2F", b"%c0%ae",
+    b"//", b"0", b"-1", b"+5", b"0x10", b"4294967296", b"2147483648", b"18446744073709551616",
+    b"99999999999999999999", b"ffffffffffffffff", b"\xef\xbc\x95", b"chunked", b"identity",
+    b"HTTP/1.0", b"HTTP/1.2", b"HTTP/2.0", b"HTTP/0.9", b"bytes=0-0,-1", b"bytes=-0",
+    b"100-continue", b"close", b"keep-alive", b"HEAD", b"*",
+)
+_INTERESTING_FIELDS = (
+    b"Content-Length: 0\r\n", b"Content-Length: 3\r\n", b"Content-Length: 1, 2\r\n",
+    b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: gzip, chunked\r\n",
+    b"Transfer-Encoding : chunked\r\n", b"Host: other\r\n", b"Expect: 100-continue\r\n",
+    b"Range: bytes=0-1,3-4,5-6,7-8\r\n", b"Connection: close\r\n", b"X: \x00\r\n",
+    b" folded\r\n", b"If-None-Match: \"x\", W/\"y\"\r\n",
+)
+
+
+def mutate(data: bytes, rng: random.Random, corpus: Sequence[bytes] = CORPUS) -> bytes:
+    """One to four random edits of ``data`` (pure function of the rng's state)."""
+    buffer = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(10)
+        position = rng.randint(0, len(buffer))
+        if kind == 0 and buffer:  # flip a bit
+            index = rng.randrange(len(buffer))
+            buffer[index] ^= 1 << rng.randrange(8)
+        elif kind == 1:  # insert an interesting byte
+            buffer[position:position] = bytes([rng.choice(_INTERESTING_BYTES)])
+        elif kind == 2 and buffer:  # delete a range
+            end = min(len(buffer), position + rng.randint(1, 8))
+            del buffer[position:end]
+        elif kind == 3:  # insert an interesting token
+            buffer[position:position] = rng.choice(_INTERESTING_TOKENS)
+        elif kind == 4:  # insert a whole field line after a line break
+            line_break = buffer.find(b"\r\n", position)
+            at = line_break + 2 if line_break >= 0 else len(buffer)
+            buffer[at:at] = rng.choice(_INTERESTING_FIELDS)
+        elif kind == 5 and buffer:  # duplicate a slice
+            end = min(len(buffer), position + rng.randint(1, 40))
+            buffer[end:end] = buffer[position:end]
+        elif kind == 6:  # splice in (part of) another corpus entry: pipelining, hidden requests
+            other = rng.choice(corpus)
+            cut = rng.randint(0, len(other))
+            buffer[position:position] = other[:cut] if rng.random() < 0.5 else other
+        elif kind == 7:  # CRLF -> LF (or the reverse) once
+            index = buffer.find(b"\r\n", position)
+            if index >= 0:
+                del buffer[index]
+            else:
+                buffer[position:position] = b"\r"
+        elif kind == 8:  # replace a run of digits with a boundary number
+            match = re.search(rb"[0-9]+", bytes(buffer[position:]))
+            if match is not None:
+                start, end = position + match.start(), position + match.end()
+                buffer[start:end] = rng.choice(_INTERESTING_TOKENS[11:20])
+        elif buffer:  # truncate
+            del buffer[rng.randint(1, len(buffer)):]
+    return bytes(buffer)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fuzzing loop.
+
+FD_SLACK = 8
+"""Descriptors the server may still hold for connections it is closing right now (a closed
+client's socket is released when the server's loop next notices EOF)."""
+
+SETTLE_SECONDS = 10.0
+"""How long the final descriptor check waits for the count to return to its baseline."""
+
+PROBE = b"GET /small.txt HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
+
+
+@dataclass
+class Failure:
+    """An input and what went wrong with it."""
+
+    index: int
+    data: bytes
+    reason: str
+
+
+@dataclass
+class FuzzReport:
+    tried: int = 0
+    responses: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        statuses = ", ".join(f"{status}: {n}" for status, n in sorted(self.statuses.items()))
+        return (f"tried {self.tried} inputs in {self.seconds:.1f} s, {self.responses} responses "
+                f"({statuses}), {len(self.failures)} failures")
+
+
+@dataclass
+class Target:
+    """What the fuzzer talks to: an address, and how to check the server is well."""
+
+    address: tuple[str, int]
+    count_fds: Callable[[], int] | None = None
+    is_alive: Callable[[], bool] = lambda: True
+    probe_path: bytes = PROBE
+    probe_body: bytes | None = None
+
+
+def send_input(address: tuple[str, int], data: bytes, rng: random.Random,
+               timeout: float) -> tuple[bytes, str]:
+    """Send ``data`` in random pieces, half-close, read until close."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        position = 0
+        try:
+            while position < len(data):
+                step = len(data) if rng.random() < 0.6 else rng.randint(1, 64)
+                sock.sendall(data[position : position + step])
+                position += step
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server gave up on us early (an error): read what it said
+        return read_until_close(sock)
+
+
+def check_input(target: Target, data: bytes, rng: random.Random,
+                timeout: float) -> tuple[list[HTTPResponse], str | None]:
+    """Send one input and check the answer and the server; ``(responses, failure or None)``."""
+    try:
+        raw, _how = send_input(target.address, data, rng, timeout)
+    except TimeoutError:
+        return [], f"the server neither answered nor closed within {timeout} s"
+    except OSError as error:
+        return [], f"connection failed: {error!r}"
+    try:
+        responses = parse_responses(raw, maybe_head=b"HEAD" in data)
+    except MalformedResponse as error:
+        return [], f"malformed response: {error}; got {raw[:300]!r}"
+    problem = probe(target, timeout)
+    return responses, problem
+
+
+def probe(target: Target, timeout: float) -> str | None:
+    """A normal request on a fresh connection must still get a complete 200."""
+    if not target.is_alive():
+        return "the server process is gone"
+    try:
+        responses, _ = exchange(target.address, target.probe_path, timeout=timeout)
+    except (OSError, MalformedResponse) as error:
+        return f"probe failed: {error!r}"
+    if len(responses) != 1 or responses[0].status != 200:
+        return f"probe got {responses!r}"
+    if target.probe_body is not None and responses[0].body != target.probe_body:
+        return "probe body differs"
+    return None
+
+
+def wait_for_fds(target: Target, baseline: int, deadline_seconds: float) -> int:
+    """Poll the descriptor count until it is back to ``baseline`` (or the deadline); return it."""
+    assert target.count_fds is not None
+    deadline = time.monotonic() + deadline_seconds
+    count = target.count_fds()
+    while count > baseline and time.monotonic() < deadline:
+        time.sleep(0.02)  # waiting for a condition (the server closing), not for readiness
+        count = target.count_fds()
+    return count
+
+
+def fuzz(target: Target, *, seed: int, max_inputs: int | None = None,
+         max_seconds: float | None = None, corpus: Sequence[bytes] = CORPUS,
+         timeout: float = 10.0, max_failures: int = 5,
+         on_input: Callable[[int, bytes], None] | None = None) -> FuzzReport:
+    """Run the loop until ``max_inputs`` or ``max_seconds`` (at least one must be given)."""
+    if max_inputs is None and max_seconds is None:
+        raise ValueError("bound the run with max_inputs or max_seconds")
+    rng = random.Random(seed)
+    report = FuzzReport()
+    started = time.monotonic()
+    baseline = target.count_fds() if target.count_fds is not None else 0
+    while (max_inputs is None or report.tried < max_inputs) and \
+            (max_seconds is None or time.monotonic() - started < max_seconds):
+        data = corpus[rng.randrange(len(corpus))]
+        if rng.random() < 0.9:
+            data = mutate(data, rng, corpus)
+        if on_input is not None:
+            on_input(report.tried, data)
+        responses, problem = check_input(target, data, rng, timeout)
+        report.tried += 1
+        report.responses += len(responses)
+        report.statuses.update(r.status for r in responses)
+        if problem is None and target.count_fds is not None:
+            count = target.count_fds()
+            if count > baseline + FD_SLACK:
+                count = wait_for_fds(target, baseline + FD_SLACK, SETTLE_SECONDS)
+                if count > baseline + FD_SLACK:
+                    problem = f"descriptors: {count} open, baseline {baseline}"
+        if problem is not None:
+            report.failures.append(Failure(report.tried - 1, data, problem))
+            if len(report.failures) >= max_failures or not target.is_alive():
+                break
+    if target.count_fds is not None and not report.failures:
+        count = wait_for_fds(target, baseline, SETTLE_SECONDS)
+        if count != baseline:
+            report.failures.append(Failure(report.tried, b"", f"descriptors after the run: "
+                                                              f"{count}, baseline {baseline}"))
+    report.seconds = time.monotonic() - started
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it by hand.
+
+def _make_docroot(root: Path) -> None:
+    """The files the corpus names (the same names as the tests' standard tree)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "index.html").write_text("<!DOCTYPE html><title>home</title><p>fuzz root\n")
+    (root / "small.txt").write_text("hello, world\n")
+    (root / "kib.bin").write_bytes(bytes(range(256)) * 4)
+    (root / "sub").mkdir(exist_ok=True)
+    (root / "sub" / "a.txt").write_text("in a folder\n")
+    (root / "noindex").mkdir(exist_ok=True)
+    (root / "noindex" / "x.css").write_text("p { color: red }\n")
+    (root / "with space é.txt").write_text("spaces and UTF-8\n")
+
+
+_BANNER_PORT = re.compile(r" on http://[^ ]*:(\d+)/")
+
+
+def start_evserver(root: Path, model: str, selector: str,
+                   extra: Iterable[str] = ()) -> tuple[subprocess.Popen[str], int]:
+    """``python -m evserver`` on a free port; returns the process and its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evserver", "0", "-b", "127.0.0.1", "-d", str(root), "-q",
+         "--model", model, "--selector", selector, "--header-timeout", "2",
+         "--idle-timeout", "2", "--send-timeout", "5", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:
+        match = _BANNER_PORT.search(line)
+        if match:
+            return process, int(match.group(1))
+    process.wait()
+    raise SystemExit(f"fuzz_server: the server did not start (exit {process.returncode})")
+
+
+def _fd_counter(pid: int) -> Callable[[], int]:
+    def count() -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="fuzz_server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seconds", type=float, help="stop after this long")
+    p.add_argument("--count", type=int, help="stop after this many inputs")
+    p.add_argument("--model", default="evented", choices=("evented", "threaded", "iterative"))
+    p.add_argument("--selector", default="auto")
+    p.add_argument("--port", type=int, help="fuzz a server already listening on 127.0.0.1:PORT")
+    p.add_argument("--pid", type=int, help="its process id, to count its descriptors")
+    p.add_argument("--corpus", type=Path, help="a folder of extra seed requests (*.http)")
+    p.add_argument("--save", type=Path, help="write failing inputs to this folder")
+    p.add_argument("--replay", type=Path, help="send this one input file and check it")
+    p.add_argument("--timeout", type=float, default=10.0)
+    args = p.parse_args(argv)
+    if args.seconds is None and args.count is None and args.replay is None:
+        args.seconds = 60.0
+    corpus = list(CORPUS)
+    if args.corpus is not None:
+        corpus += [path.read_bytes() for path in sorted(args.corpus.glob("*.http"))]
+    process: subprocess.Popen[str] | None = None
+    folder: str | None = None
+    try:
+        if args.port is None:
+            folder = tempfile.mkdtemp(prefix="fuzz-root-")
+            _make_docroot(Path(folder))
+            process, port = start_evserver(Path(folder), args.model, args.selector)
+            pid: int | None = process.pid
+        else:
+            port, pid = args.port, args.pid
+        running = process
+        target = Target(("127.0.0.1", port), _fd_counter(pid) if pid else None,
+                        (lambda: running.poll() is None) if running is not None else (lambda: True),
+                        probe_body=b"hello, world\n" if args.port is None else None)
+        if args.replay is not None:
+            data = args.replay.read_bytes()
+            responses, problem = check_input(target, data, random.Random(args.seed),
+                                             args.timeout)
+            print(f"{len(responses)} responses: {[r.status for r in responses]}; "
+                  f"{problem or 'ok'}")
+            return 1 if problem else 0
+        report = fuzz(target, seed=args.seed, max_inputs=args.count, max_seconds=args.seconds,
+                      corpus=corpus, timeout=args.timeout)
+        print(report.summary())
+        for failure in report.failures:
+            print(f"FAILURE at input {failure.index}: {failure.reason}\n  input: {failure.data!r}")
+            if args.save is not None:
+                args.save.mkdir(parents=True, exist_ok=True)
+                (args.save / f"seed{args.seed}-{failure.index}.http").write_bytes(failure.data)
+        return 1 if report.failures else 0
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
