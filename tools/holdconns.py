@@ -91,6 +91,14 @@ def _content_length(head: bytes) -> int:
     return 0
 
 
+def _persistent(head: bytes) -> bool:
+    """RFC 9112 section 9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive"."""
+    lowered = head.lower()
+    if b"\r\nconnection: close" in lowered:
+        return False
+    return head.startswith(b"HTTP/1.1") or b"\r\nconnection: keep-alive" in lowered
+
+
 class Holder:
     """The holding loop. ``open_all()`` then ``hold(seconds)``; ``close()`` always."""
 
@@ -180,8 +188,11 @@ class Holder:
                     self._drop(conn, "response head too long")
                 return
             head, data = conn.head[:end], conn.head[end + 4:]
-            if not head.startswith(b"HTTP/1.1 2"):
+            if not head.startswith(b"HTTP/1.") or head[9:10] != b"2":  # RFC 9112 4: status
                 self._drop(conn, "status " + head[:12].decode("latin-1"))
+                return
+            if not _persistent(head):
+                self._drop(conn, "server does not keep alive", by_server=True)
                 return
             conn.body_left = _content_length(head)
         conn.body_left -= len(data)

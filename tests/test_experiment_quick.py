@@ -1,0 +1,49 @@
+"""The experiment runner's quick mode, end to end, as CI runs it (needs ``wrk``).
+
+It starts the three evserver models (and ``http.server`` as a peer), runs a tiny sweep, and
+checks the run folder: raw data for every point, a report with the table, the plots. Nothing is
+asserted about speed -- only that every point was measured and served without errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tools import experiment, plots
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("wrk") is None,
+                       reason="wrk is not installed (apt-get install wrk); CI installs it"),
+]
+
+
+def test_quick_compare_writes_a_complete_run_folder(tmp_path: Path) -> None:
+    rundir = str(tmp_path / "run")
+    tree = str(tmp_path / "docroot")
+    code = experiment.main(["compare", "--quick", "--models", "evented,threaded,iterative",
+                            "--peers", "http.server", "--out", rundir, "--docroot", tree])
+    assert code == 0
+    with open(os.path.join(rundir, "points.json")) as points_file:
+        points = json.load(points_file)
+    measured = {(p["server"], p["connections"]) for p in points}
+    assert measured == {(server, c) for server in ("evented", "threaded", "iterative",
+                                                   "http.server") for c in (1, 64)}
+    for point in points:
+        if point["server"] == "evented":
+            assert point["requests"] > 0 and point["non_2xx_3xx"] == 0, point["raw"]
+            assert point["stats_after"]["model"] == "evented"
+    with open(os.path.join(rundir, "report.md")) as report_file:
+        text = report_file.read()
+    assert "| 1k keep-alive c64 | evented |" in text
+    assert "x evented" in text
+    with open(os.path.join(rundir, "samples.json")) as samples_file:
+        assert json.load(samples_file), "the server was never sampled"
+    if plots._pyplot() is not None:
+        for name in ("rps-1k-keep-alive.png", "latency-1k-keep-alive.png", "memory-threads.png"):
+            assert os.path.getsize(os.path.join(rundir, name)) > 1000
