@@ -24,7 +24,8 @@ Timeouts are socket timeouts (``settimeout``), each a "nothing happened for that
 - header (``config.header_timeout``): once a request's first byte has arrived, the rest of it
   must arrive within the timeout *from that first byte*. The remaining time is recomputed before
   every recv, so a client sending one byte a second (slowloris) cannot stretch it. On expiry: a
-  408 (``protocol.timed_out()``) and close. Note: this also covers the request body, as one whole.
+  408 (``protocol.timed_out()``) and close. Note: the protocol only says "mid request", so the
+  timeout covers the request's body too, as one whole (a 1 MiB upload must take under 10 s).
 - send (``config.send_timeout``): a peer that takes nothing for that long while we send is dropped.
 
 Closing: when the server closes first (``Connection: close``, an error response, a 408), it shuts
@@ -153,7 +154,6 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
                 return _header_timed_out(sock, protocol, config, stats)
             stats.timeouts["idle"] += 1
             return False  # RFC 9112 9.5: an idle connection may be closed at any time
-        received_at = monotonic()
         items = protocol.receive(data)
         if items:
             _send(sock, items, config, stats)
@@ -166,7 +166,9 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
         if not protocol.mid_request:
             request_deadline = None
         elif request_deadline is None and header_timeout > 0:
-            request_deadline = received_at + header_timeout  # from the request's first byte
+            # From the request's first byte (or, when it came behind pipelined requests, from
+            # the moment their responses were sent: the client may have waited for them).
+            request_deadline = monotonic() + header_timeout
 
 
 def _header_timed_out(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
