@@ -176,7 +176,7 @@ class State(enum.IntEnum):
 
 TRANSITIONS: Final[dict[State, frozenset[State]]] = {
     State.HEAD: frozenset({State.BODY, State.CHUNK_SIZE, State.END, State.CLOSED}),
-    State.BODY: frozenset({State.HEAD}),
+    State.BODY: frozenset({State.END}),
     State.CHUNK_SIZE: frozenset({State.CHUNK_DATA, State.TRAILER}),
     State.CHUNK_DATA: frozenset({State.CHUNK_DATA_END}),
     State.CHUNK_DATA_END: frozenset({State.CHUNK_SIZE}),
