@@ -22,7 +22,12 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Final
 
-REASONS: Final[dict[int, str]] = {status.value: status.phrase for status in HTTPStatus}
+REASONS: Final[dict[int, str]] = {
+    **{status.value: status.phrase for status in HTTPStatus},
+    # RFC 9110 renamed these; Python 3.11's HTTPStatus still has the RFC 7231 phrases.
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+}
 """Reason phrases (RFC 9110 15); a status not listed gets an empty reason (RFC 9112 4 allows it)."""
 
 LAST_CHUNK: Final = b"0\r\n\r\n"

@@ -76,6 +76,8 @@ def parse_pieces(pieces: list[bytes], limits: ParserLimits = DEFAULT_LIMITS) -> 
     messages: list[Message] = []
     try:
         for piece in pieces:
+            if not piece:
+                continue  # b"" would mean end of input
             parser.feed(piece)
             if _drain(parser, messages, after_eof=False):
                 raise AssertionError("CLOSED before the end of input")
