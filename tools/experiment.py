@@ -397,6 +397,9 @@ def render_report(plan: Plan, point_rows: list[dict[str, Any]], idle_rows: list[
         parts += ["## Throughput and latency\n", report.points_table(point_rows, baselines), ""]
     if idle_rows:
         parts += ["## Idle keep-alive connections\n", report.idle_table(idle_rows), ""]
+    if any(row["server"] == BENCH_ACCESS_LOG_LABEL for row in point_rows):
+        parts += ["## Issue 7 targets (ratios of medians)\n",
+                  report.targets_table(point_rows, idle_rows), ""]
     if locust_records:
         parts += ["## Locust scenarios\n", report.locust_table(locust_records), ""]
     if figures:
@@ -439,7 +442,7 @@ def compare_plan(args: argparse.Namespace) -> Plan:
         locust_seconds = 0
     return Plan(build_specs(models, _csv_list(args.peers)), cases,
                 args.repeat or (1 if quick else 3), args.duration or (2 if quick else 10),
-                args.open_timeout, locust_seconds, args.locust_users,
+                args.open_timeout or (5 if quick else 20), locust_seconds, args.locust_users,
                 "quick" if quick else "full", args.seed, _rundir(args),
                 args.docroot or _default_docroot("quick" if quick else "full"),
                 [models[0], *_csv_list(args.peers)] if models else _csv_list(args.peers))
@@ -467,7 +470,8 @@ def bench_plan(args: argparse.Namespace) -> Plan:
              args.idle_connections or (200 if quick else 10000)),
     ]
     return Plan(specs, cases, args.repeat or (1 if quick else 3),
-                args.duration or (2 if quick else 10), args.open_timeout, 0, 0,
+                args.duration or (2 if quick else 10),
+                args.open_timeout or (5 if quick else 20), 0, 0,
                 "quick" if quick else "full", args.seed, _rundir(args),
                 args.docroot or _default_docroot("quick" if quick else "full"),
                 ["nginx", "evented"])
@@ -497,8 +501,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", help="run folder (default results/<command>-<timestamp>)")
         sub.add_argument("--docroot", help="document root to create or reuse")
         sub.add_argument("--seed", type=int, default=1, help="document root seed")
-        sub.add_argument("--open-timeout", type=float, default=20.0,
-                         help="seconds to open the idle connections")
+        sub.add_argument("--open-timeout", type=float,
+                         help="seconds to open the idle connections (20, quick 5)")
     compare = commands.choices["compare"]
     compare.add_argument("--models", default="evented,threaded,iterative")
     compare.add_argument("--peers", default="", help="comma list: http.server,nginx")

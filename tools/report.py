@@ -131,3 +131,55 @@ def write_records(rundir: str, name: str, records: Sequence[dict[str, Any]]) -> 
         for record in records:
             writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v
                              for k, v in record.items()})
+
+
+def _case_named(rows: Sequence[dict[str, Any]], prefix: str) -> str | None:
+    return next((row["case"] for row in rows if row["case"].startswith(prefix)), None)
+
+
+def _verdict(value: float | None, limit: float, at_least: bool) -> str:
+    if value is None:
+        return "-"
+    met = value >= limit if at_least else value <= limit
+    return f"{value:.2f} {'met' if met else 'MISSED'}"
+
+
+def targets_table(rows: Sequence[dict[str, Any]], idle_rows: Sequence[dict[str, Any]],
+                  models: Sequence[str] = ("evented", "threaded", "iterative")) -> str:
+    """Issue 7's table: each target, and each evserver model's ratio to nginx with a verdict."""
+    keep1k, close1k = _case_named(rows, "1k keep-alive"), _case_named(rows, "1k new conn")
+    keep64k, logged = _case_named(rows, "64k keep-alive c64"), _case_named(rows, "1k access log")
+    big = _case_named(rows, "16m") or _case_named(rows, "64k keep-alive c8")
+    targets: list[tuple[str, Any]] = [
+        ("1k keep-alive c64: req/s >= 0.80x nginx",
+         lambda m: _verdict(ratio(rows, keep1k or "", m, "nginx", "rps"), 0.80, True)),
+        ("1k new conn c64: req/s >= 0.80x nginx",
+         lambda m: _verdict(ratio(rows, close1k or "", m, "nginx", "rps"), 0.80, True)),
+        ("64k keep-alive c64: req/s >= 0.90x nginx",
+         lambda m: _verdict(ratio(rows, keep64k or "", m, "nginx", "rps"), 0.90, True)),
+        (f"{(big or '?').split()[0]} keep-alive c8: throughput >= 0.95x nginx",
+         lambda m: _verdict(ratio(rows, big or "", m, "nginx", "transfer_mib_s"), 0.95, True)),
+        (f"{(big or '?').split()[0]} keep-alive c8: CPU s/GiB <= 1.5x nginx",
+         lambda m: _verdict(ratio(rows, big or "", m, "nginx", "cpu_s_per_gib"), 1.5, False)),
+        ("1k keep-alive c64: p99 <= 2x nginx",
+         lambda m: _verdict(ratio(rows, keep1k or "", m, "nginx", "p99_ms"), 2.0, False)),
+        ("access log on vs -q: >= 0.85 (evented only)",
+         lambda m: _verdict(ratio(rows, logged or "", "evented+log", "evented", "rps"), 0.85,
+                            True) if m == "evented" else "-"),
+    ]
+    idle = {row["server"]: row for row in idle_rows}
+    wanted = next((row["connections"] for row in idle_rows), None)
+    targets += [
+        (f"idle {wanted}: all held",
+         lambda m: "-" if m not in idle else
+         f"{fmt(idle[m]['held'])} {'met' if idle[m]['held'] == wanted else 'MISSED'}"),
+        ("idle: RSS growth <= 2 KiB per connection",
+         lambda m: "-" if m not in idle else
+         _verdict(idle[m]["rss_growth_kib_per_conn"], 2.0, False)),
+        ("idle: new client answered within 10 ms (median; max in idle table)",
+         lambda m: "-" if m not in idle else _verdict(idle[m]["probe_ms_median"], 10.0, False)),
+    ]
+    lines = ["| target | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for label, judge in targets:
+        lines.append(f"| {label} | " + " | ".join(judge(model) for model in models) + " |")
+    return "\n".join(lines)
