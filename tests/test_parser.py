@@ -228,11 +228,24 @@ def test_unfinished_request_line_hits_the_limit_without_waiting() -> None:
     assert raised.value.status == 414
 
 
-def test_bare_lf_head_is_rejected_before_eof() -> None:
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\nHost: x\n\n",
+        b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\n\r\n",
+    ],
+)
+@pytest.mark.parametrize("split", ["whole", "byte_by_byte"])
+def test_bare_lf_is_rejected_without_waiting_for_eof(raw: bytes, split: str) -> None:
+    """No CRLFCRLF will ever come: the parser must not wait for one (the header timeout)."""
     parser = RequestParser()
-    parser.feed(b"GET / HTTP/1.1\nHost: x\n\n")
     with pytest.raises(BadRequest):
-        parser.next_event()
+        for piece in SPLITTERS[split](raw):
+            parser.feed(piece)
+            while parser.next_event() is not NEED_DATA:
+                pass
 
 
 def test_maximum_leading_empty_lines() -> None:

@@ -315,8 +315,9 @@ class RequestParser:
         size = len(buffer)
         searched = self._head_searched
         self.bytes_scanned += size - searched + 3
-        # A bare LF line break would leave us waiting for a CRLFCRLF that never comes.
-        if buffer.find(b"\n\n", searched - 1 if searched else 0) >= 0:
+        # A bare LF line break ("\n\n", "\n\r\n") would leave us waiting for a CRLFCRLF that
+        # never comes: refuse it as soon as it arrives (our choice, RFC 9112 2.2).
+        if _has_bare_lf(buffer, searched):
             raise BadRequest("bare LF in the request head")
         self._head_searched = size
         limit = self._limits.max_request_line
@@ -558,7 +559,7 @@ class RequestParser:
         searched = self._head_searched
         trailer_end = buffer.find(b"\r\n\r\n", searched - 3 if searched > 3 else 0)
         if trailer_end < 0:
-            if buffer.find(b"\n\n", searched - 1 if searched else 0) >= 0:
+            if _has_bare_lf(buffer, searched):
                 raise BadRequest("bare LF in the trailer section")
             self._head_searched = len(buffer)
             if len(buffer) >= MAX_TRAILER:
@@ -624,6 +625,17 @@ _READERS: Final = {
 
 # ---------------------------------------------------------------------------------------------
 # Field semantics and error details (cold paths, kept out of the parser class).
+
+
+def _has_bare_lf(buffer: bytearray, start: int) -> bool:
+    """Is there an LF not preceded by CR in ``buffer[start:]``? Each byte is looked at once
+    per call and callers move ``start`` past what they checked, so the cost stays linear."""
+    position = buffer.find(b"\n", start)
+    while position >= 0:
+        if position == 0 or buffer[position - 1] != 0x0D:
+            return True
+        position = buffer.find(b"\n", position + 1)
+    return False
 
 
 _VALID_HOSTS: set[str] = set()
