@@ -122,7 +122,8 @@ class Request:
         return f"{self.method} {self.target} HTTP/{self.version}"
 
     def __repr__(self) -> str:
-        return f"Request({self.method} {self.target} HTTP/{self.version}, {len(self.headers)} fields)"
+        fields = len(self.headers)
+        return f"Request({self.method} {self.target} HTTP/{self.version}, {fields} fields)"
 
 
 Event = Request | Data | _Sentinel

@@ -26,9 +26,10 @@ a request two parsers read differently is how request smuggling starts):
 - Up to :data:`MAX_LEADING_EMPTY_LINES` empty lines before a request line are ignored (RFC 9112
   2.2 asks for at least one); more are 400, so a client cannot keep us busy with CRLFs.
 - Request-target characters are those RFC 3986 allows in a URI (unreserved, gen-delims except
-  ``#``, sub-delims) plus ``%``; anything else, including SP, CTLs, bytes >= 0x80, ``#`` (a
-  fragment is never sent, RFC 9112 3.2), ``"``, ``<``, ``>``, ``\\``, ``^``, backtick, ``{``,
-  ``|``, ``}`` is 400. Percent-decoding is the handler's business.
+  ``#``, sub-delims) plus ``%``, plus the "unsafe" printable ones real browsers send raw (``"``,
+  ``<``, ``>``, ``\\``, ``^``, backtick, ``{``, ``|``, ``}``: nginx accepts them too, and they
+  cannot shift framing). SP, CTLs, bytes >= 0x80 and ``#`` (a fragment is never sent, RFC 9112
+  3.2) are 400. Percent-decoding, and judging the path, is the handler's business.
 - ``Transfer-Encoding`` lists are parsed strictly (no empty list elements); only ``chunked`` is
   implemented, so any other coding is 501; ``chunked`` twice or not last is 400; together with
   ``Content-Length`` it is 400 (RFC 9112 6.1, 6.3); in an HTTP/1.0 request it is 400.
@@ -102,7 +103,11 @@ MAX_CONTENT_LENGTH_DIGITS: Final = 18
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"  # RFC 9110 5.6.2
 _VCHAR_OBS = r"\x21-\x7e\x80-\xff"  # RFC 9110 5.5: field-vchar = VCHAR / obs-text
 # RFC 3986 2.2/2.3: unreserved, gen-delims without "#", sub-delims; plus "%" (pct-encoded).
-_TARGET_CHAR = r"A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%"
+# Leniency, like nginx and every browser-facing server: the characters RFC 3986 calls unsafe
+# (`"`, `<`, `>`, `\`, `^`, backtick, `{`, `|`, `}`) are sent raw by real browsers and tools
+# (Chrome leaves `{`, `|`, `}` and `^` unencoded), cannot break framing (no SP, CTL or obs-text),
+# and the handler percent-decodes and judges the path anyway, so they are accepted in paths.
+_TARGET_CHAR = r"A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%\"<>\\^`{|}"
 _AUTHORITY_CHAR = r"A-Za-z0-9\-._~:\[\]@!$&'()*+,;=%"  # the same without "/" and "?"
 _QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 
@@ -112,7 +117,7 @@ _REQUEST_LINE = re.compile(
     rf"([{_TCHAR}]+) ([{_TARGET_CHAR}]+) HTTP/([0-9])\.([0-9])", re.ASCII
 )
 # RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]
-_ORIGIN_FORM = re.compile(r"/[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]*", re.ASCII)
+_ORIGIN_FORM = re.compile(rf"/[{_TARGET_CHAR}]*", re.ASCII)
 # RFC 9112 3.2.2: absolute-form = absolute-URI; we accept the http and https schemes, with a
 # non-empty authority (RFC 9110 4.2.1: an http URI with an empty host is invalid).
 _ABSOLUTE_FORM = re.compile(
