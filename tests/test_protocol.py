@@ -181,7 +181,8 @@ def test_a_bad_request_gets_its_status_and_the_connection_closes(split: str) -> 
     (b"GET / HTTP/1.1\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n", 417),
 ])
-def test_parser_errors_become_responses_with_their_status(request_bytes: bytes, status: int) -> None:
+def test_parser_errors_become_responses_with_their_status(request_bytes: bytes,
+                                                         status: int) -> None:
     protocol = ServerProtocol(echo_handler)
     (response,) = parse_responses(flatten(protocol.receive(request_bytes)), 1)
     assert response.status == status and protocol.should_close
