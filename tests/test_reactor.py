@@ -1,4 +1,4 @@
-"""The reactor: readiness callbacks, timers on a fake clock, wake-ups, robustness; every selector."""
+"""The reactor: readiness callbacks, timers on a fake clock, wake-ups, robustness."""
 
 from __future__ import annotations
 
