@@ -140,6 +140,6 @@ def test_after_all_of_it_the_server_is_as_before(fuzz_server: RunningServer) -> 
                             b"Connection: close\r\n\r\n")
     assert responses[0].status == 200
     assert responses[0].body == (fuzz_server.root / "medium.bin").read_bytes()
-    assert _settle(fuzz_server) == baseline_fds
+    assert _settle(fuzz_server) <= baseline_fds
     # Memory: 400 more hostile inputs must not grow the process by more than noise.
     assert rss_after - rss_before < 8 * 1024, (rss_before, rss_after)

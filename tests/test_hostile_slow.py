@@ -5,8 +5,9 @@ so each case takes about one timeout. A client paces itself by waiting on its ow
 (``select`` with a timeout: "until the server closes, or the next drip is due"), never by blind
 sleeps. Where a test must know the server has released its descriptors (they are closed a moment
 after the client sees the close), it polls the server's ``connections_open`` counter until it
-is zero, bounded by a deadline (a wait for a condition, not for readiness), then compares
-``/proc/self/fd`` with the baseline taken the same way.
+is zero, bounded by a deadline (a wait for a condition, not for readiness), then checks
+``/proc/self/fd`` holds no more than the baseline taken the same way (other parts of the test
+process may close descriptors meanwhile, so "no more", not "exactly").
 
 No assertion is about speed. "Cut off in time" is asserted by what the client managed to send
 before the server closed (a slowloris that could drip its whole head was not cut off), and
@@ -200,7 +201,7 @@ def test_resets_mid_request_and_mid_response_leak_nothing(big_root: None,
         linger_zero(sock)
         sock.close()
     small_request_works(slow_server)
-    assert settle(slow_server) == baseline
+    assert settle(slow_server) <= baseline
 
 
 def test_clients_that_never_read_are_dropped_and_block_no_one(
@@ -208,6 +209,8 @@ def test_clients_that_never_read_are_dropped_and_block_no_one(
     small_request_works(slow_server)
     baseline = settle(slow_server)
     stalled_count = 1 if slow_server.model == "iterative" else 4
+    stats = slow_server.server.stats
+    accepted_before = stats.connections_total
     stalled = []
     for _ in range(stalled_count):
         sock = socket.socket()
@@ -221,9 +224,13 @@ def test_clients_that_never_read_are_dropped_and_block_no_one(
         small_request_works(slow_server, count=20)
         assert not any(closed_within(s, 0) and s.recv(1, socket.MSG_PEEK) == b""
                        for s in stalled), "a stalled client was dropped before its send timeout"
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while stats.connections_total < accepted_before + stalled_count:
+        assert time.monotonic() < deadline, "the stalled clients were never accepted"
+        time.sleep(0.02)  # waiting for the accept (a condition, bounded)
     # Dropped by the send timeout: the server's sockets (and the files it was sending) close
     # while ours stay open and unread. Only our own descriptors are left then.
-    assert settle(slow_server) == baseline + stalled_count, "stalled clients never dropped"
+    assert settle(slow_server) <= baseline + stalled_count, "stalled clients never dropped"
     for sock in stalled:
         # What did reach us ends inside a response: never passed off as complete.
         reader = ResponseReader(sock)
@@ -232,7 +239,7 @@ def test_clients_that_never_read_are_dropped_and_block_no_one(
                 pass
         sock.close()
     small_request_works(slow_server)
-    assert settle(slow_server) == baseline
+    assert settle(slow_server) <= baseline
 
 
 def test_connect_storm_leaves_the_server_serving(slow_server: RunningServer) -> None:
@@ -246,7 +253,7 @@ def test_connect_storm_leaves_the_server_serving(slow_server: RunningServer) -> 
             sock.sendall(b"GET /small.txt HTTP/1.1\r\n")  # a third leave mid-head
         sock.close()
     small_request_works(slow_server)
-    assert settle(slow_server) == baseline
+    assert settle(slow_server) <= baseline
 
 
 IDLE_CROWD = 2000
@@ -286,6 +293,6 @@ def test_thousands_of_idle_connections_then_a_real_request(
             for sock in crowd:
                 sock.close()
         small_request_works(server)
-        assert settle(server) == baseline
+        assert settle(server) <= baseline
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
