@@ -27,8 +27,9 @@ High enough for the 10,000 idle keep-alive experiment, low enough to keep a thre
 server from exhausting memory."""
 
 DEFAULT_HEADER_TIMEOUT = 10.0
-"""Seconds a client has to send a whole request head (and between two pieces of a body):
-slowloris protection. nginx's client_header_timeout is 60 s; 10 s is ample on any real link."""
+"""Seconds a client has, from a request's first byte, to send its whole head and body (not reset
+by each byte): slowloris protection. nginx's client_header_timeout is 60 s; 10 s is ample for
+heads and for bodies up to the 1 MiB body limit on any real link."""
 
 DEFAULT_IDLE_TIMEOUT = 60.0
 """Seconds an idle keep-alive connection is kept. nginx uses 75 s, browsers reuse for ~60 s."""
