@@ -345,10 +345,19 @@ CROWD_DEADLINE = 120.0
 REQUESTS_EACH = 2
 
 
+class _CrowdClient:
+    __slots__ = ("answered", "buffer", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.answered = 0
+        self.buffer = bytearray()
+
+
 def _run_crowd(address: tuple[str, int]) -> list[socket.socket]:
     """Open CROWD connections, make REQUESTS_EACH requests on each, keep them all open."""
     selector = selectors.EpollSelector()
-    state: dict[int, list[object]] = {}  # fd -> [sock, answered, buffer]
+    clients: dict[int, _CrowdClient] = {}
     held: list[socket.socket] = []
     started = 0
     pending = 0
@@ -362,12 +371,12 @@ def _run_crowd(address: tuple[str, int]) -> list[socket.socket]:
                 code = sock.connect_ex(address)
                 assert code in (0, errno.EINPROGRESS), errno.errorcode.get(code)
                 selector.register(sock, selectors.EVENT_WRITE)
-                state[sock.fileno()] = [sock, 0, bytearray()]
+                clients[sock.fileno()] = _CrowdClient(sock)
                 started += 1
                 pending += 1
             for key, events in selector.select(1.0):
-                sock, answered, buffer = state[key.fd]
-                assert isinstance(sock, socket.socket) and isinstance(buffer, bytearray)
+                client = clients[key.fd]
+                sock = client.sock
                 if events & selectors.EVENT_WRITE:
                     error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     assert error == 0, f"connect failed: {errno.errorcode.get(error)}"
@@ -375,17 +384,16 @@ def _run_crowd(address: tuple[str, int]) -> list[socket.socket]:
                     selector.modify(sock, selectors.EVENT_READ)
                     continue
                 chunk = sock.recv(65536)
-                assert chunk, f"closed after {answered} answers"
-                buffer += chunk
-                parsed = parse_one(buffer)
+                assert chunk, f"closed after {client.answered} answers"
+                client.buffer += chunk
+                parsed = parse_one(client.buffer)
                 if parsed is None:
                     continue
                 response, end = parsed
                 assert response.status == 200 and response.body == b"hello, world\n"
-                del buffer[:end]
-                answered = int(answered) + 1  # type: ignore[call-overload]
-                state[key.fd][1] = answered
-                if answered < REQUESTS_EACH:
+                del client.buffer[:end]
+                client.answered += 1
+                if client.answered < REQUESTS_EACH:
                     sock.send(GET_SMALL)
                 else:
                     selector.unregister(sock)
@@ -393,10 +401,8 @@ def _run_crowd(address: tuple[str, int]) -> list[socket.socket]:
                     pending -= 1
         return held
     except BaseException:
-        for entry in state.values():
-            sock = entry[0]
-            assert isinstance(sock, socket.socket)
-            sock.close()
+        for client in clients.values():
+            client.sock.close()
         raise
     finally:
         selector.close()

@@ -193,7 +193,7 @@ def _plausible(data: bytes, position: int) -> bool:
 def read_until_close(sock: socket.socket, limit: int = 64 * 1024 * 1024) -> tuple[bytes, str]:
     """Everything the peer sends until it closes: ``(data, how)``, ``how`` is ``"eof"`` or
     ``"reset"``. A socket timeout propagates (the server did not close in time)."""
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     while size <= limit:
         try:
