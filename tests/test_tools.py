@@ -254,3 +254,27 @@ def test_http_server_peer_starts_and_stops(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.process.poll() is not None
+
+
+def test_targets_table_judges_each_model_against_nginx() -> None:
+    def point(case: str, server: str, rps: float, p99: float) -> dict[str, object]:
+        return {"case": case, "server": server, "rps": rps, "p99_ms": p99, "connections": 64,
+                "group": "g", "transfer_mib_s": rps, "cpu_s_per_gib": 1.0}
+
+    records = [point("1k keep-alive c64", "nginx", 1000, 1.0),
+               point("1k keep-alive c64", "evented", 850, 3.0),
+               point("1k access log c64", "evented", 1000, 1.0),
+               point("1k access log c64", "evented+log", 800, 1.0)]
+    idle = [{"case": "idle 10", "server": "evented", "connections": 10, "held": 10,
+             "rss_growth_kib_per_conn": 1.5, "probe_ms_median": 0.5, "probe_ms_max": 2.0,
+             "seconds_to_open": 0.1}]
+    table = report.targets_table(report.summarise(records, report.POINT_METRICS),
+                                 report.summarise(idle, report.IDLE_METRICS),
+                                 models=("evented",))
+    lines = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1].rstrip(" |") for line in
+             table.splitlines()[2:]}
+    assert lines["1k keep-alive c64: req/s >= 0.80x nginx"] == "0.85 met"
+    assert lines["1k keep-alive c64: p99 <= 2x nginx"] == "3.00 MISSED"
+    assert lines["access log on vs -q: >= 0.85 (evented only)"] == "0.80 MISSED"
+    assert lines["idle 10: all held"] == "10 met"
+    assert lines["1k new conn c64: req/s >= 0.80x nginx"] == "-"  # not measured: no verdict
