@@ -177,7 +177,7 @@ def probe_new_client(port: int, path: str) -> tuple[list[float], int]:
 
 def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, Any],
                  open_timeout: float, load_core: int | None,
-                 labels: dict[str, Any]) -> dict[str, Any]:
+                 labels: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Hold ``case.connections`` idle keep-alive connections; RSS growth and new-client latency."""
     before = procstat.sample_tree(server.pid)
     path = manifest["bench"]["1k"]
@@ -192,6 +192,8 @@ def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, 
         line = _read_line(holder, open_timeout + HOLD_GRACE)
         held = json.loads(line) if line else {}
         during = procstat.sample_tree(server.pid)
+        if during:  # one point far right on the memory-vs-connections plot
+            samples.append({**labels, **asdict(during), "stats": None})
         timings, failures = probe_new_client(server.port, path)
     finally:
         assert holder.stdin is not None
@@ -322,7 +324,7 @@ def run_plan(plan: Plan) -> dict[str, Any]:
                               "server": server.spec.label}
                     if case.kind == "idle":
                         record = measure_idle(server, case, manifest, plan.open_timeout,
-                                              load_core, labels)
+                                              load_core, labels, samples)
                         idle.append(record)
                         note = (f"held {record['held']}, "
                                 f"{report.fmt(record['rss_growth_kib_per_conn'], 2)} KiB/conn, "
