@@ -388,7 +388,7 @@ def test_sigterm_drains_an_in_flight_transfer_and_exits_0(start_process: StartPr
         first = sock.recv(65536)
         assert first.startswith(b"HTTP/1.1 200 ")
         server.process.send_signal(signal.SIGTERM)  # mid-transfer
-        head, _, body_start = first.partition(b"\r\n\r\n")
+        _head, _, body_start = first.partition(b"\r\n\r\n")
         digest = hashlib.sha256(body_start)
         received = len(body_start)
         while chunk := sock.recv(1 << 20):
