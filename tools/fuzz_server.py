@@ -492,7 +492,14 @@ def fuzz(target: Target, *, seed: int, max_inputs: int | None = None,
     rng = random.Random(seed)
     report = FuzzReport()
     started = time.monotonic()
-    baseline = target.count_fds() if target.count_fds is not None else 0
+    baseline = 0
+    if target.count_fds is not None:
+        # Counted after one request: a server may open a descriptor of its own when it starts
+        # serving (the blocking models' accept selector); the probe's socket may still be
+        # closing, hence "before + 1" at most.
+        before = target.count_fds()
+        probe(target, timeout)
+        baseline = wait_for_fds(target, before + 1, SETTLE_SECONDS)
     while (max_inputs is None or report.tried < max_inputs) and \
             (max_seconds is None or time.monotonic() - started < max_seconds):
         data = corpus[rng.randrange(len(corpus))]
