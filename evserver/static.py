@@ -116,6 +116,11 @@ _STATUS_FOR_ERRNO: Final = {
     errno.EACCES: 403,
     errno.EPERM: 403,
     errno.ELOOP: 403,  # a symlink loop, or O_NOFOLLOW meeting a symlink
+    # Out of descriptors or memory: the server is overloaded, not broken, and the client may
+    # retry (RFC 9110 15.6.4). No log line per request: the accept loop already says it once.
+    errno.EMFILE: 503,
+    errno.ENFILE: 503,
+    errno.ENOMEM: 503,
 }
 """The one errno -> status table (nginx's static module). Anything else is 500 plus a log line."""
 

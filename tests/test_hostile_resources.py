@@ -300,7 +300,7 @@ def test_low_descriptor_limit_pauses_accepting_and_recovers(
         for _ in range(MAX_CLIENTS):
             sock = socket.create_connection(server.address, timeout=CLIENT_TIMEOUT)
             cpu_before = cpu_seconds(server.pid)
-            if _served(sock, ACCEPT_WAIT, (200, 500)):  # 500: accepted, but no fd for the file
+            if _served(sock, ACCEPT_WAIT, (200, 503)):  # 503: accepted, but no fd for the file
                 held.append(sock)
                 continue
             waiting = sock  # connected in the backlog, not accepted: the server is full
@@ -312,9 +312,9 @@ def test_low_descriptor_limit_pauses_accepting_and_recovers(
         assert cpu_spent < 0.6 * ACCEPT_WAIT, f"{cpu_spent:.2f} s of CPU while full"
         # The clients it has are still answered. A file younger than the cache's racy window
         # (this one) needs a descriptor to be opened, so while none is left the answer may be
-        # a 500 (EMFILE); it must be a complete response on a connection that stays usable.
+        # a 503 (EMFILE); it must be a complete response on a connection that stays usable.
         for sock in held[:10]:
-            assert _served(sock, CLIENT_TIMEOUT, (200, 500)), "an existing client was dropped"
+            assert _served(sock, CLIENT_TIMEOUT, (200, 503)), "an existing client was dropped"
         # Free some descriptors: the waiting client is accepted and answered.
         for sock in held[:10]:
             sock.close()

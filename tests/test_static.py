@@ -359,7 +359,8 @@ def test_unreadable_file_is_403(handler: StaticHandler, root: str) -> None:
         (errno.EPERM, 403),
         (errno.ELOOP, 403),
         (errno.EIO, 500),
-        (errno.EMFILE, 500),
+        (errno.EMFILE, 503),
+        (errno.ENFILE, 503),
     ],
 )
 def test_errno_table(
