@@ -69,13 +69,13 @@ import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from http import HTTPStatus
 from mimetypes import MimeTypes
 from typing import Final
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
 from evserver.bodies import FileRegion, Item, Response
 from evserver.http.dates import format_http_date
+from evserver.http.errorpage import error_page
 from evserver.http.events import Request
 from evserver.http.response import serialize_fields
 from evserver.static_conditions import (
@@ -170,26 +170,11 @@ def content_type_for(name: str) -> str:
     return _CONTENT_TYPES.get(name[dot:].lower(), _DEFAULT_CONTENT_TYPE)
 
 
-def _error_page(status: int) -> tuple[bytes, bytes]:
-    """``(fields, body)`` of the small HTML page an error carries."""
-    reason = HTTPStatus(status).phrase
-    body = (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{status} {reason}</title>'
-        f"</head>\n<body><h1>{status} {reason}</h1></body></html>\n"
-    ).encode("ascii")
-    fields = serialize_fields(
-        [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
-    return fields, body
-
-
-_ERROR_STATUSES: Final = (400, 403, 404, 405, 412, 416, 500)
-_ERROR_PAGES: Final = {status: _error_page(status) for status in _ERROR_STATUSES}
 _ALLOW_FIELD: Final = serialize_fields([("Allow", _ALLOW)])
 
 
 def _error(status: int, head_only: bool, extra_fields: bytes = b"") -> Response:
-    fields, body = _ERROR_PAGES[status]
+    fields, body = error_page(status)  # built once per status, shared with the protocol
     if head_only:
         return Response(status, extra_fields + fields)
     return Response(status, extra_fields + fields, (body,), len(body))
