@@ -44,6 +44,10 @@ ACCEPT_PAUSE_SECONDS = 0.5
 """How long to stop accepting when out of descriptors or memory: long enough for connections to
 close and free some, short enough that clients waiting in the backlog are not timed out."""
 
+SELECT_FD_HEADROOM = 64
+"""With select(), descriptors kept free below FD_SETSIZE for what is not a connection: the
+listener, the wake-up pipe, log files and the files being sent."""
+
 FD_LIMIT_LOG_INTERVAL = 10.0
 """Seconds between two log lines about connections refused because select() cannot watch them."""
 
@@ -67,6 +71,11 @@ class EventedServer(BaseServer):
         self._shutdown_level = 0  # 0 serving, 1 draining, 2 forced
         self._drain_timer: Timer | None = None
         self._last_fd_limit_log = float("-inf")
+        self.connection_cap = config.max_connections
+        """max_connections, lowered with select() so accepted descriptors stay below 1024."""
+        fd_limit = self.reactor.fd_limit
+        if fd_limit is not None:
+            self.connection_cap = min(config.max_connections, fd_limit - SELECT_FD_HEADROOM)
         self._test_sndbuf: int | None = None
         """Test hook: SO_SNDBUF for accepted sockets (a tiny buffer forces partial sendfile)."""
         if self.access_log is not None:
@@ -118,6 +127,13 @@ class EventedServer(BaseServer):
                 self._drain_timer.cancel()
             self.reactor.stop()
 
+    def banner(self) -> str:
+        text = super().banner()
+        if self.reactor.fd_limit is not None:
+            text += (f"; select() cannot watch descriptors >= {self.reactor.fd_limit}, so at "
+                     f"most {self.connection_cap} connections (use epoll or poll for more)")
+        return text
+
     def stats_extra(self) -> dict[str, Any]:
         stats, reactor = self.stats, self.reactor
         stats.loop_iterations = reactor.iterations
@@ -138,7 +154,7 @@ class EventedServer(BaseServer):
 
     def _on_listener_ready(self, mask: int) -> None:
         listener = self.listener
-        max_connections = self.config.max_connections
+        max_connections = self.connection_cap
         for _ in range(ACCEPT_BATCH):
             if len(self.connections) >= max_connections:
                 self._watch_listener(False)  # _connection_closed() resumes
@@ -206,5 +222,5 @@ class EventedServer(BaseServer):
         if self._shutdown_level:
             self._stop_if_drained()
         elif not self._watching_listener and not self._accept_paused \
-                and len(self.connections) < self.config.max_connections:
+                and len(self.connections) < self.connection_cap:
             self._watch_listener(True)
