@@ -211,6 +211,9 @@ def start_process(docroot: Path) -> Iterator[Callable[..., ServerProcess]]:
             if match:
                 handle = ServerProcess(process, int(match.group(2)), folder, line, lines)
                 running.append(handle)
+                # Keep reading the server's log, or a chatty server blocks on a full pipe.
+                threading.Thread(target=_collect, args=(process.stderr, lines),
+                                 daemon=True).start()
                 return handle
         process.wait()
         raise AssertionError(f"server exited ({process.returncode}): {''.join(lines)}")
@@ -218,6 +221,14 @@ def start_process(docroot: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for handle in running:
         handle.stop(signal.SIGKILL if handle.process.poll() is None else signal.SIGTERM)
+
+
+def _collect(stream: Any, lines: list[str]) -> None:
+    try:
+        for line in stream:
+            lines.append(line)
+    except (OSError, ValueError):
+        pass  # the stream was closed by stop()
 
 
 def raw_exchange(address: tuple[str, int], data: bytes, timeout: float = 10.0) -> bytes:
