@@ -78,9 +78,10 @@ IDLE, HEADER, SEND, LINGER = "idle", "header", "send", "linger"
 class Connection:
     """The evented driver of one connection. Created by the server after accept()."""
 
-    __slots__ = ("_deadline", "_kind", "_last_progress", "_lingering", "_mask", "_on_closed",
-                 "_peer_eof", "_reactor", "_request_started", "_stats", "_timer", "_timer_when",
-                 "closed", "config", "draining", "fd", "peer", "protocol", "transport")
+    __slots__ = ("_deadline", "_idle_timeout", "_kind", "_last_progress", "_lingering", "_mask",
+                 "_on_closed", "_peer_eof", "_reactor", "_receiving", "_request_started",
+                 "_stats", "_timer", "_timer_when", "closed", "config", "draining", "fd", "peer",
+                 "protocol", "transport")
 
     def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol, *,
                  config: ServerConfig, peer: str = "-", stats: Stats | None = None,
@@ -98,6 +99,10 @@ class Connection:
         """The server is shutting down: close as soon as no request is in progress."""
         self._lingering = False
         self._peer_eof = False
+        self._receiving = False
+        """``protocol.mid_request`` as of the last ``_update()`` (the protocol only changes
+        inside calls that are always followed by ``_update()``)."""
+        self._idle_timeout = config.idle_timeout
         now = reactor.now
         self._request_started = now
         self._last_progress = now
@@ -154,25 +159,29 @@ class Connection:
             if not data:
                 self._finish()  # the client has read everything and closed: done
             return  # input after our response is discarded
-        protocol = self.protocol
         if not data:
             if transport.closed:
                 return  # recv failed (reset); _update() finishes
             self._peer_eof = True
-        elif not protocol.mid_request:
+        elif not self._receiving:
             self._request_started = self._reactor.now  # header timeout runs from here
-        items = protocol.receive(data)
+        items = self.protocol.receive(data)
         if items:
             self._send(items)
 
     def _send(self, items: list[Item]) -> None:
         transport = self.transport
-        if not transport.pending_bytes:
+        if not transport._pending:  # pending_bytes without the property call (per request)
             self._last_progress = self._reactor.now  # the send timeout counts from here
         transport.write(items)
 
     def _update(self) -> None:
-        """After any event: resume, close, or set the interest mask and the deadline."""
+        """After any event: resume, close, or set the interest mask and the deadline.
+
+        Speed: this runs after every event, so it reads the transport's ``_pending`` and the
+        protocol's ``paused``/``should_close`` slots directly (no property calls) and asks the
+        protocol ``mid_request`` once, keeping the answer in ``_receiving`` for the next read.
+        """
         if self.closed:
             return
         transport = self.transport
@@ -182,7 +191,7 @@ class Connection:
         if self._lingering:
             return
         protocol = self.protocol
-        pending = transport.pending_bytes
+        pending = transport._pending
         while not pending and protocol.paused:  # output flushed: answer what is waiting
             items = protocol.resume()
             if items:
@@ -190,16 +199,19 @@ class Connection:
                 if transport.closed:
                     self._finish()
                     return
-            pending = transport.pending_bytes
+            pending = transport._pending
+        receiving = self._receiving = protocol.mid_request
         if not pending:
             if protocol.should_close:
                 self._close_gracefully()
                 return
-            if self.draining and not protocol.mid_request:
+            if self.draining and not receiving:
                 self._finish()
                 return
         mask = EVENT_WRITE if pending else 0
-        if pending < HIGH_WATER and protocol.wants_read and not self._peer_eof:
+        # protocol.wants_read, written out
+        if pending < HIGH_WATER and not (protocol.paused or protocol.should_close
+                                         or self._peer_eof):
             mask |= EVENT_READ
         if mask != self._mask:
             if not mask:  # nothing to wait for (cannot happen with a consistent protocol)
@@ -209,10 +221,15 @@ class Connection:
             self._reactor.modify(self.fd, mask, self._on_event)
         if pending:
             self._set_deadline(SEND, self._last_progress + self.config.send_timeout)
-        elif protocol.mid_request:
+        elif receiving:
             self._set_deadline(HEADER, self._request_started + self.config.header_timeout)
         else:
-            self._set_deadline(IDLE, self._reactor.now + self.config.idle_timeout)
+            when = self._reactor.now + self._idle_timeout
+            if when >= self._timer_when:  # _set_deadline's common case, written out
+                self._kind = IDLE
+                self._deadline = when
+            else:
+                self._set_deadline(IDLE, when)
 
     # -- deadlines --------------------------------------------------------------------------
 

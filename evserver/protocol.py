@@ -35,6 +35,7 @@ from collections.abc import Callable
 
 from evserver import SERVER_NAME
 from evserver.bodies import Item, Response
+from evserver.http.dates import format_http_date
 from evserver.http.errorpage import error_page
 from evserver.http.errors import HTTPError
 from evserver.http.events import CLOSED, END_OF_MESSAGE, NEED_DATA, Request
@@ -86,29 +87,46 @@ class AccessRecord:
 AccessLogger = Callable[[AccessRecord], None]
 
 
-class _DateCache:
-    """The Date field (RFC 9110 6.6.1) changes once a second; format it once a second.
+MAX_CACHED_HEADS = 256
+"""Whole response heads kept per second: the distinct (status, fields, Connection) triples of a
+busy second (one per hot file); each is a few hundred bytes. Past it, heads are built uncached."""
 
-    Speed: formatting a date costs about 2 µs, a comparison of integers 30 ns.
+
+class _HeadCache:
+    """Whole response heads for the current second, keyed by (status, fields, Connection value).
+
+    The ``Date`` field (RFC 9110 6.6.1) changes once a second, and everything else in a head
+    comes from the response's ``fields`` bytes (a handler reuses one object per cached file, and
+    a bytes object caches its hash) and two settings. So a head is built once per second per
+    distinct response instead of once per request. Speed: a dictionary hit costs about 0.2 µs,
+    building a head (list, joins, date line) about 1.5 µs.
+
+    The state is one tuple ``(second, date, heads)`` swapped in a single assignment, so threads
+    sharing the cache (the threaded model) never pair a head with another second's dictionary.
     """
 
-    __slots__ = ("second", "text")
+    __slots__ = ("state",)
 
     def __init__(self) -> None:
-        self.second = -1
-        self.text = ""
+        self.state: tuple[int, str, dict[tuple[int, bytes, str | None], bytes]] = (-1, "", {})
 
-    def now(self) -> str:
+    def head(self, status: int, fields: bytes, connection: str | None) -> bytes:
         second = int(time.time())
-        if second != self.second:
-            from evserver.http.dates import format_http_date
+        state = self.state
+        if state[0] != second:
+            state = self.state = (second, format_http_date(second), {})
+        heads = state[2]
+        key = (status, fields, connection)
+        head = heads.get(key)
+        if head is None:
+            head = response_head(status, fields, date=state[1], server=SERVER_NAME,
+                                 connection=connection)
+            if len(heads) < MAX_CACHED_HEADS:
+                heads[key] = head
+        return head
 
-            self.second = second
-            self.text = format_http_date(second)
-        return self.text
 
-
-_dates = _DateCache()
+_heads = _HeadCache()
 
 
 class ServerProtocol:
@@ -197,33 +215,41 @@ class ServerProtocol:
             except HTTPError as error:
                 out += self._error(error.status)
                 return out
-            if event is NEED_DATA:
+            if type(event) is Request:
+                if self._access_log is not None:
+                    self._request_started = time.monotonic()
+                # Speed: a request without a body is answered at once, its END_OF_MESSAGE
+                # consumed by skip_end_of_message() (one parser round trip saved per request).
+                if not parser.skip_end_of_message():
+                    self._request = event
+                    # RFC 9110 10.1.1: the client waits for 100 before sending the body. A static
+                    # server never needs the body, but reading it keeps the connection in sync.
+                    if event.expect_continue and event.has_body:
+                        out.append(CONTINUE_RESPONSE)
+                    continue
+                request = event
+            elif event is NEED_DATA:
                 return out
-            if event is END_OF_MESSAGE:
-                request = self._request
-                assert request is not None
+            elif event is END_OF_MESSAGE:
+                waiting = self._request
+                assert waiting is not None
+                request = waiting
                 self._request = None
-                batch_bytes += self._respond(request, out)
-                answered += 1
-                if self.should_close:
-                    return out
-                if (answered >= MAX_RESPONSES_PER_BATCH or batch_bytes >= MAX_BATCH_BODY_BYTES) \
-                        and parser.buffered:
-                    self.paused = True
-                    return out
             elif event is CLOSED:
                 self.should_close = True  # RFC 9112 9.6: the client closed; so do we
                 return out
-            elif type(event) is Request:
-                self._request = event
-                if self._access_log is not None:
-                    self._request_started = time.monotonic()
-                # RFC 9110 10.1.1: the client waits for 100 before sending the body. A static
-                # server never needs the body, but reading it keeps the connection in sync.
-                if event.expect_continue and event.has_body:
-                    out.append(CONTINUE_RESPONSE)
-            # Data events: a static server discards request bodies (RFC 9110 9.3.1: a GET body
-            # has no defined semantics); the parser has already counted them against the limit.
+            else:
+                # Data events: a static server discards request bodies (RFC 9110 9.3.1: a GET
+                # body has no defined semantics); the parser has already counted them.
+                continue
+            batch_bytes += self._respond(request, out)
+            answered += 1
+            if self.should_close:
+                return out
+            if (answered >= MAX_RESPONSES_PER_BATCH or batch_bytes >= MAX_BATCH_BODY_BYTES) \
+                    and parser.buffered:
+                self.paused = True
+                return out
 
     def _respond(self, request: Request, out: list[Item]) -> int:
         """Ask the handler, frame its response, append it to ``out``; return its body length."""
@@ -233,23 +259,31 @@ class ServerProtocol:
             log.exception("handler failed on %r", request)
             fields, page = error_page(500)
             response = Response(500, fields, (page,), len(page), close=True)
-        close = response.close or not request.keep_alive
-        if close:
+        if response.close or not request.keep_alive:
             connection: str | None = "close"
             self.should_close = True
         else:
             # RFC 9112 9.3: an HTTP/1.0 client keeps the connection only if told it persists.
             connection = "keep-alive" if request.version == "1.0" else None
-        out.append(response_head(response.status, response.fields, date=_dates.now(),
-                                 server=SERVER_NAME, connection=connection))
+        head = _heads.head(response.status, response.fields, connection)
         body = response.body
-        if body:
-            if request.method == "HEAD":  # RFC 9110 9.3.2: never a body, whoever built it
-                response.release()
-            else:
-                out += body
-        if self._stats is not None:
-            self._stats.count_response(response.status, response.body_length)
+        if not body:
+            out.append(head)
+        elif request.method == "HEAD":  # RFC 9110 9.3.2: never a body, whoever built it
+            response.release()
+            out.append(head)
+        elif len(body) == 1 and type(body[0]) is bytes:
+            # Speed: head and a small body as one bytes item; the transport sends it with one
+            # call and no join (the copy is the one the join would have made).
+            out.append(head + body[0])
+        else:
+            out.append(head)
+            out += body
+        stats = self._stats
+        if stats is not None:  # Stats.count_response, written out: it runs per response
+            stats.requests += 1
+            stats.status_classes[response.status // 100 % 6] += 1
+            stats.body_bytes += response.body_length
         if self._access_log is not None:
             headers = request.headers
             self._access_log(AccessRecord(
@@ -269,6 +303,4 @@ class ServerProtocol:
             line = self._request.request_line if self._request is not None else "-"
             self._access_log(AccessRecord(self._peer, time.time(), line, status, len(page),
                                           0.0, "-", "-"))
-        head = response_head(status, fields, date=_dates.now(), server=SERVER_NAME,
-                             connection="close")
-        return [head + page]
+        return [_heads.head(status, fields, "close") + page]

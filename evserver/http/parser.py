@@ -192,6 +192,19 @@ TRANSITIONS: Final[dict[State, frozenset[State]]] = {
 """Every move the parser makes. Any state may also end in an error, which is final."""
 
 
+_HEAD: Final = State.HEAD
+_BODY: Final = State.BODY
+_CHUNK_SIZE: Final = State.CHUNK_SIZE
+_CHUNK_DATA: Final = State.CHUNK_DATA
+_CHUNK_DATA_END: Final = State.CHUNK_DATA_END
+_TRAILER: Final = State.TRAILER
+_END: Final = State.END
+_CLOSED: Final = State.CLOSED
+"""The states as module globals. Speed: ``State.END`` costs about 100 ns (an attribute lookup on
+the enum class), a global about 15 ns, and the parser reads or sets its state several times per
+request."""
+
+
 class RequestParser:
     """Turns the bytes of one connection into request events. See the module docstring."""
 
@@ -213,7 +226,7 @@ class RequestParser:
     def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
         self._limits = limits
         self._buffer = bytearray()
-        self._state = State.HEAD
+        self._state = _HEAD
         self._eof = False
         self._error: HTTPError | None = None
         self._head_searched = 0  # the head terminator is not in _buffer[:_head_searched]
@@ -248,6 +261,19 @@ class RequestParser:
             self._error = error
             raise
 
+    def skip_end_of_message(self) -> bool:
+        """If ``END_OF_MESSAGE`` is the next event, consume it and return True; else False.
+
+        A shortcut for drivers: right after a ``Request`` without a body (no Content-Length, or
+        zero, and not chunked) the end of the message is already known, and this saves a
+        ``next_event()`` round trip per request. The event sequence is unchanged for everyone
+        who does not call it.
+        """
+        if self._state is _END:
+            self._state = _HEAD
+            return True
+        return False
+
     @property
     def buffered(self) -> int:
         """Bytes held but not yet turned into events."""
@@ -257,9 +283,9 @@ class RequestParser:
     def mid_request(self) -> bool:
         """Some of a request has arrived and its END_OF_MESSAGE has not been returned yet."""
         state = self._state
-        if state is State.HEAD:
+        if state is _HEAD:
             return bool(self._buffer)
-        return state is not State.CLOSED
+        return state is not _CLOSED
 
     @property
     def state(self) -> State:
@@ -274,17 +300,16 @@ class RequestParser:
 
     def _read_head(self) -> Event:
         buffer = self._buffer
+        if not buffer:  # first: every keep-alive request ends with this question
+            return self._read_nothing()
         if buffer.startswith(_LINE_BREAK_STARTS) and self._head_searched == 0:
             self._skip_empty_lines()
             if buffer == b"\r":  # half of an empty line: wait for its LF
                 if self._eof:
                     raise BadRequest("incomplete request")
                 return NEED_DATA
-        if not buffer:
-            if self._eof:
-                self._state = State.CLOSED
-                return CLOSED
-            return NEED_DATA
+            if not buffer:
+                return self._read_nothing()
         searched = self._head_searched
         # RFC 9112 2.1: the head ends with an empty line; search only the bytes not yet searched.
         head_end = buffer.find(b"\r\n\r\n", searched - 3 if searched > 3 else 0)
@@ -300,6 +325,13 @@ class RequestParser:
         if head_end + 4 > self._limits.max_head:
             raise HeadersTooLarge("request head too large")
         return self._parse_head(raw_head)
+
+    def _read_nothing(self) -> Event:
+        """Nothing buffered between requests: the end of input, or a wait for more."""
+        if self._eof:
+            self._state = _CLOSED
+            return CLOSED
+        return NEED_DATA
 
     def _skip_empty_lines(self) -> None:
         # RFC 9112 2.2: ignore at least one empty line (CRLF) received before the request line.
@@ -427,6 +459,12 @@ class RequestParser:
             tokens = _LIST_TOKEN.findall(connection.lower())  # a comma list, case-insensitive
             keep_alive = "close" not in tokens and (version == "1.1" or "keep-alive" in tokens)
 
+        if _BODY_AND_EXPECT_FIELDS.isdisjoint(headers):
+            # The common request: no body (RFC 9112 6.3 rule 7: neither field means none), no
+            # expectation. Speed: one C call instead of the three tests below.
+            self._state = _END
+            return Request(method, target, version, headers, raw_headers, keep_alive)
+
         expect_continue = False
         if "expect" in headers:
             # RFC 9110 10.1.1: 100-continue is the only expectation; ignore it in HTTP/1.0.
@@ -439,7 +477,7 @@ class RequestParser:
         else:
             # RFC 9112 6.3 rule 7: a request with neither field has no body.
             content_length = None
-            self._state = State.END
+            self._state = _END
         return Request(
             method,
             target,
@@ -449,7 +487,7 @@ class RequestParser:
             keep_alive,
             expect_continue,
             content_length,
-            self._state is State.CHUNK_SIZE,
+            self._state is _CHUNK_SIZE,
         )
 
     def _frame_body(self, headers: dict[str, str], version: str) -> int | None:
@@ -463,7 +501,7 @@ class RequestParser:
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
             _check_transfer_coding(transfer_encoding)
             self._body_total = 0
-            self._state = State.CHUNK_SIZE
+            self._state = _CHUNK_SIZE
             return None
         assert length_field is not None
         content_length = _parse_content_length(length_field)
@@ -471,9 +509,9 @@ class RequestParser:
             raise PayloadTooLarge("request body too large")
         if content_length:
             self._remaining = content_length
-            self._state = State.BODY
+            self._state = _BODY
         else:
-            self._state = State.END
+            self._state = _END
         return content_length
 
     # -- bodies --------------------------------------------------------------------------------
@@ -501,7 +539,7 @@ class RequestParser:
 
     def _read_body(self) -> Event:
         # RFC 9112 6.2: exactly Content-Length bytes, then the message ends.
-        return self._take_data(State.END)
+        return self._take_data(_END)
 
     def _read_chunk_size(self) -> Event:
         # RFC 9112 7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
@@ -526,24 +564,24 @@ class RequestParser:
         del buffer[: line_end + 2]
         self._line_searched = 0
         if not size:  # RFC 9112 7.1: last-chunk, then the trailer section
-            self._state = State.TRAILER
+            self._state = _TRAILER
             return self._read_trailer()
         self._body_total += size
         if self._body_total > self._limits.max_body:
             raise PayloadTooLarge("request body too large")
         self._remaining = size
-        self._state = State.CHUNK_DATA
-        return self._take_data(State.CHUNK_DATA_END)
+        self._state = _CHUNK_DATA
+        return self._take_data(_CHUNK_DATA_END)
 
     def _read_chunk_data(self) -> Event:
-        return self._take_data(State.CHUNK_DATA_END)
+        return self._take_data(_CHUNK_DATA_END)
 
     def _read_chunk_data_end(self) -> Event:
         # RFC 9112 7.1: chunk-data is followed by exactly CRLF (no bare LF, nothing else).
         buffer = self._buffer
         if buffer.startswith(b"\r\n"):
             del buffer[:2]
-            self._state = State.CHUNK_SIZE
+            self._state = _CHUNK_SIZE
             return self._read_chunk_size()
         if len(buffer) >= 2 or (buffer and buffer[0] != 13):
             raise BadRequest("chunk data not followed by CRLF")
@@ -582,7 +620,7 @@ class RequestParser:
         return self._read_end()
 
     def _read_end(self) -> Event:
-        self._state = State.HEAD
+        self._state = _HEAD
         return END_OF_MESSAGE
 
     def _read_closed(self) -> Event:
@@ -590,6 +628,9 @@ class RequestParser:
 
 
 _LINE_BREAK_STARTS: Final = (b"\r", b"\n")
+
+_BODY_AND_EXPECT_FIELDS: Final = frozenset({"content-length", "transfer-encoding", "expect"})
+"""The fields that make a request more than a bare head (framing, RFC 9112 6.3; Expect)."""
 
 _ORDINARY_HEAD_BYTES: Final = bytes(
     byte for byte in range(256) if byte == 0x09 or 0x20 <= byte <= 0x7E or byte >= 0x80

@@ -122,6 +122,11 @@ class Transport:
                 release(item)
             return
         queue = self._queue
+        if not queue and len(items) == 1 and type(items[0]) is bytes:
+            # Speed: the keep-alive hot path (one response, head and small body already in one
+            # bytes object, nothing queued) is one send() with no queue, join or loop.
+            self._send_now(items[0])
+            return
         busy = bool(queue)  # then the socket is full and its owner waits for writable
         run: list[bytes] = []  # consecutive bytes items, coalesced into one send
         for item in items:
@@ -140,6 +145,20 @@ class Transport:
             self._enqueue_bytes(run)
         if not busy:
             self.flush()
+
+    def _send_now(self, data: bytes) -> None:
+        """Send ``data`` with the queue empty; queue what the socket did not take."""
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            self._fail(error, "send")
+            return
+        if sent < len(data):
+            # Partial: the socket buffer is full. A memoryview slice shares the bytes.
+            self._queue.append(memoryview(data)[sent:] if sent else data)
+            self._pending += len(data) - sent
 
     def _enqueue_bytes(self, run: list[bytes]) -> None:
         data = run[0] if len(run) == 1 else b"".join(run)
