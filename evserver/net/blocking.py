@@ -9,6 +9,10 @@ What it must not know: HTTP, the protocol, servers, threads. The threaded and it
 (``settimeout(None)``). With a timeout, CPython keeps the descriptor non-blocking and waits with
 ``poll`` inside ``send``; ``os.sendfile`` knows nothing of that, so it may raise
 ``BlockingIOError``, and we wait for writability ourselves, with the socket's own timeout.
+Without a Python timeout the descriptor is truly blocking and a wait is bounded by the kernel's
+``SO_SNDTIMEO`` if the caller set one (the blocking servers do: it saves the ``poll`` CPython
+makes before every call on a socket with a timeout); a send or sendfile that then fails with
+``EAGAIN`` has made no progress for that long, and is reported as ``TimeoutError``.
 
 Invariants:
 
@@ -85,12 +89,15 @@ def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True
 
 def send_bytes(sock: socket.socket, data: bytes, flags: int = 0) -> None:
     """Send all of ``data``. Each ``send`` waits at most the socket's timeout for room."""
-    sent = sock.send(data, flags)
-    if sent == len(data):  # the common case: the socket buffer took it all at once
-        return
-    view = memoryview(data)[sent:]
-    while view:
-        view = view[sock.send(view, flags):]
+    try:
+        sent = sock.send(data, flags)
+        if sent == len(data):  # the common case: the socket buffer took it all at once
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            view = view[sock.send(view, flags):]
+    except BlockingIOError:  # a blocking socket's SO_SNDTIMEO expired with nothing sent
+        raise TimeoutError("peer read nothing for the send timeout") from None
 
 
 def send_region(sock: socket.socket, region: FileRegion, use_sendfile: bool = True) -> int:
@@ -103,8 +110,10 @@ def send_region(sock: socket.socket, region: FileRegion, use_sendfile: bool = Tr
         while offset < end:
             try:
                 sent = os.sendfile(out_fd, region.fd, offset, min(end - offset, MAX_SENDFILE_COUNT))
-            except BlockingIOError:  # a socket with a timeout has a non-blocking descriptor
-                wait_writable(sock)
+            except BlockingIOError:
+                if sock.gettimeout() is None:  # blocking: SO_SNDTIMEO expired, no progress
+                    raise TimeoutError("peer read nothing for the send timeout") from None
+                wait_writable(sock)  # a socket with a timeout has a non-blocking descriptor
                 continue
             except OSError as error:
                 if error.errno in SENDFILE_UNSUPPORTED and offset == region.offset:

@@ -16,7 +16,12 @@ looks inside the bytes) and how files become bodies (``evserver.net.blocking`` s
 The iterative model calls it inline, the threaded model in one thread per connection; that is
 their only difference (``BlockingServer.process_connection`` is the seam, as in socketserver).
 
-Timeouts are socket timeouts (``settimeout``), each a "nothing happened for that long":
+Timeouts are the kernel's socket timeouts (``SO_RCVTIMEO``, ``SO_SNDTIMEO``) on a socket left in
+blocking mode, each a "nothing happened for that long". Speed: Python's own ``settimeout`` would
+make every ``recv`` and ``send`` a ``poll`` plus the call, and switching between two timeouts
+costs an ``ioctl`` each way; with kernel timeouts a keep-alive request costs one ``recv`` and one
+``send``, and ``SO_RCVTIMEO`` is only rewritten when the wanted timeout changes (idle vs header).
+A call that the timeout ends fails with ``EAGAIN`` (``BlockingIOError``):
 
 - idle (``config.idle_timeout``): waiting between requests with nothing buffered; on expiry the
   connection is closed without a word (RFC 9112 9.5: a 408 there could be taken for the answer
@@ -49,6 +54,7 @@ import errno
 import logging
 import selectors
 import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -110,20 +116,24 @@ def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
             sock.close()
 
 
-def _timeout(seconds: float) -> float | None:
-    """A configured timeout as settimeout() wants it: zero or less means none."""
-    return seconds if seconds > 0 else None
+_TIMEVAL = struct.Struct("@ll")
+"""struct timeval as SO_RCVTIMEO/SO_SNDTIMEO want it: seconds and microseconds, native longs
+(Linux; on little-endian BSD/macOS, whose tv_usec is an int, the same bytes read the same)."""
 
 
-def _set_timeout(sock: socket.socket, timeout: float | None) -> None:
-    # Speed: settimeout() is a system call (it sets O_NONBLOCK); skip it when nothing changes.
-    if sock.gettimeout() != timeout:
-        sock.settimeout(timeout)
+def _set_kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+    """``SO_RCVTIMEO`` or ``SO_SNDTIMEO``; zero or less means none (a timeval of zero)."""
+    whole = micros = 0
+    if seconds > 0:
+        whole = int(seconds)
+        micros = int((seconds - whole) * 1_000_000)
+        if not whole and not micros:
+            micros = 1  # a positive timeout under 1 µs must not become "none"
+    sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, micros))
 
 
 def _send(sock: socket.socket, items: list[Item], config: ServerConfig, stats: Stats) -> None:
-    """Send everything, with the send timeout per wait; count what sendfile carried."""
-    _set_timeout(sock, _timeout(config.send_timeout))
+    """Send everything (SO_SNDTIMEO bounds each wait); count what sendfile carried."""
     try:
         stats.sendfile_bytes += send_items(sock, items, config.use_sendfile)
     except TimeoutError:
@@ -135,21 +145,27 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
               stats: Stats) -> bool:
     """The conversation. Returns True when the server ends it (linger), False when the peer did
     or it went idle."""
-    idle_timeout = _timeout(config.idle_timeout)
+    if sock.gettimeout() is not None:
+        sock.settimeout(None)  # truly blocking: the kernel's timeouts below do the waiting
+    _set_kernel_timeout(sock, socket.SO_SNDTIMEO, config.send_timeout)
+    idle_timeout = config.idle_timeout
     header_timeout = config.header_timeout
     request_deadline: float | None = None  # when the request now arriving must be complete
+    receive_timeout: float | None = None  # what SO_RCVTIMEO holds now (None: not set yet)
     monotonic = time.monotonic
     while True:
         if request_deadline is None:
-            _set_timeout(sock, idle_timeout)
+            wanted = idle_timeout
         else:
-            left = request_deadline - monotonic()
-            if left <= 0:
+            wanted = request_deadline - monotonic()
+            if wanted <= 0:
                 return _header_timed_out(sock, protocol, config, stats)
-            sock.settimeout(left)
+        if wanted != receive_timeout:  # a system call: only when the timeout changes
+            _set_kernel_timeout(sock, socket.SO_RCVTIMEO, wanted)
+            receive_timeout = wanted
         try:
             data = sock.recv(RECV_SIZE)
-        except TimeoutError:
+        except BlockingIOError:  # SO_RCVTIMEO expired
             if request_deadline is not None:
                 return _header_timed_out(sock, protocol, config, stats)
             stats.timeouts["idle"] += 1
