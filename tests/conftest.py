@@ -195,14 +195,28 @@ _BANNER_ADDRESS = re.compile(r" on http://(\[[^\]]+\]|[^:/]+):(\d+)/")
 
 @pytest.fixture
 def start_process(docroot: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """A factory that runs ``python -m evserver 0 -b 127.0.0.1 -d ROOT ARGS...``."""
+    """A factory that runs ``python -m evserver 0 -b 127.0.0.1 -d ROOT ARGS...`` in a child.
+
+    ``nofile`` lowers the child's RLIMIT_NOFILE before the server starts (set in the child
+    itself: ``preexec_fn`` is unsafe in a process with threads); ``wrapper`` is a command
+    prefix such as ``["setpriv", ...]``; ``required=False`` returns ``None`` instead of failing
+    when the child exits before its banner.
+    """
     running: list[ServerProcess] = []
 
-    def start(*args: str, root: Path | None = None) -> ServerProcess:
+    def start(*args: str, root: Path | None = None, nofile: int | None = None,
+              wrapper: tuple[str, ...] = (), required: bool = True) -> ServerProcess | None:
         folder = root or docroot
-        process = subprocess.Popen(
-            [sys.executable, "-m", "evserver", "0", "-b", "127.0.0.1", "-d", str(folder), *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        server_args = ["0", "-b", "127.0.0.1", "-d", str(folder), *args]
+        if nofile is None:
+            command = [sys.executable, "-m", "evserver", *server_args]
+        else:
+            code = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, "
+                    f"({nofile}, {nofile})); sys.argv = {['evserver', *server_args]!r}; "
+                    "runpy.run_module('evserver', run_name='__main__', alter_sys=True)")
+            command = [sys.executable, "-c", code]
+        process = subprocess.Popen([*wrapper, *command], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
         assert process.stderr is not None
         lines = []
         for line in process.stderr:  # the banner is the first line that names the address
@@ -216,9 +230,12 @@ def start_process(docroot: Path) -> Iterator[Callable[..., ServerProcess]]:
                                  daemon=True).start()
                 return handle
         process.wait()
+        process.stderr.close()
+        if not required:
+            return None
         raise AssertionError(f"server exited ({process.returncode}): {''.join(lines)}")
 
-    yield start
+    yield start  # type: ignore[misc]
     for handle in running:
         handle.stop(signal.SIGKILL if handle.process.poll() is None else signal.SIGTERM)
 

@@ -20,16 +20,13 @@ import html.parser
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, ServerProcess
 from tools.fuzz_server import HTTPResponse, exchange
 
 SECRET = b"TOP-SECRET-7f3a9c outside the root\n"
@@ -278,12 +275,10 @@ def test_redirect_location_cannot_inject_a_header(start_server: Callable[..., Ru
 
 # -- permissions ---------------------------------------------------------------------------------
 
-_BANNER_PORT = re.compile(r" on http://[^ ]*:(\d+)/")
-
-
 @pytest.fixture
-def unprivileged_address(start_server: Callable[..., RunningServer], docroot: Path
-                         ) -> Iterator[tuple[str, int]]:
+def unprivileged_address(start_server: Callable[..., RunningServer],
+                         start_process: Callable[..., ServerProcess | None], docroot: Path
+                         ) -> tuple[str, int]:
     """A server that file permissions apply to.
 
     Not root: an in-process server. Root: a child ``python -m evserver`` started through
@@ -293,31 +288,15 @@ def unprivileged_address(start_server: Callable[..., RunningServer], docroot: Pa
     """
     _make_unreadable(docroot)
     if os.geteuid() != 0:
-        yield start_server(root=docroot).address
-        return
+        return start_server(root=docroot).address
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("running as root without setpriv: permission bits cannot be tested")
-    process = subprocess.Popen(
-        [setpriv, "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-m",
-         "evserver", "0", "-b", "127.0.0.1", "-d", str(docroot), "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stderr is not None
-        lines = []
-        for line in process.stderr:
-            lines.append(line)
-            match = _BANNER_PORT.search(line)
-            if match:
-                yield ("127.0.0.1", int(match.group(1)))
-                break
-        else:
-            pytest.skip(f"cannot start a server without DAC override: {''.join(lines)[-300:]}")
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        if process.stderr:
-            process.stderr.close()
+    server = start_process("-q", wrapper=(setpriv, "--bounding-set",
+                                          "-dac_override,-dac_read_search"), required=False)
+    if server is None:
+        pytest.skip("cannot start a server without DAC override")
+    return server.address
 
 
 def _make_unreadable(root: Path) -> None:

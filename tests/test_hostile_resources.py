@@ -25,17 +25,11 @@ back to the baseline (a wait for a condition, bounded by a deadline).
 from __future__ import annotations
 
 import errno
-import re
 import resource
 import selectors
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -144,42 +138,16 @@ def test_limits_at_and_just_past(quick_server: RunningServer, name: str, at_limi
 
 # -- child-process servers -----------------------------------------------------------------------
 
-_BANNER_PORT = re.compile(r" on http://[^ ]*:(\d+)/")
 
 
 @pytest.fixture
-def spawn(docroot: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """``spawn(*cli_args, nofile=None)``: ``python -m evserver`` in a child, optionally with a
-    lower RLIMIT_NOFILE set by a wrapper before the server starts (``preexec_fn`` is not safe
-    with threads, and ``start_process`` takes no wrapper)."""
-    running: list[ServerProcess] = []
+def spawn(start_process: Callable[..., ServerProcess]) -> Callable[..., ServerProcess]:
+    """``spawn(*cli_args, nofile=None)``: a quiet server in a child process."""
 
     def start(*args: str, nofile: int | None = None) -> ServerProcess:
-        argv = ["evserver", "0", "-b", "127.0.0.1", "-d", str(docroot), "-q", *args]
-        limit = "" if nofile is None else \
-            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
-        code = (f"import resource, runpy, sys; {limit}sys.argv = {argv!r}; "
-                "runpy.run_module('evserver', run_name='__main__', alter_sys=True)")
-        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)
-        assert process.stderr is not None
-        lines = []
-        for line in process.stderr:
-            lines.append(line)
-            match = _BANNER_PORT.search(line)
-            if match:
-                handle = ServerProcess(process, int(match.group(1)), docroot, line, lines)
-                running.append(handle)
-                # Keep draining its log: a full stderr pipe would block the server.
-                threading.Thread(target=lines.extend, args=(process.stderr,),
-                                 daemon=True).start()
-                return handle
-        process.wait()
-        raise AssertionError(f"server exited ({process.returncode}): {''.join(lines)}")
+        return start_process("-q", *args, nofile=nofile)  # type: ignore[no-any-return]
 
-    yield start
-    for handle in running:
-        handle.stop(signal.SIGKILL)
+    return start
 
 
 def wait_for_fds(server: ServerProcess, baseline: int, seconds: float = SETTLE_SECONDS) -> int:
