@@ -4,11 +4,12 @@ What this module knows: the two formats (Apache's ``%h %l %u %t "%r" %>s %b`` an
 ``"%{Referer}i" "%{User-agent}i"``) and how to write lines cheaply. What it must not know: who
 produces the records, threads (the threaded model wraps calls in a lock), the reactor.
 
-Cost on the hot path: one string format and one buffered ``write`` per response; the timestamp is
-formatted once per second; lines reach the file when the buffer fills or when the server calls
-``flush()`` (the evented loop does before it sleeps, blocking drivers after each batch). Escaping
-follows nginx: ``"``, ``\\`` and non-printable characters become ``\\xHH`` so a client cannot
-forge log lines.
+Cost on the hot path: one string format and one list append per response (no stream call); the
+timestamp is formatted once per second; the lines waiting are joined and written with one
+``write`` when the server calls ``flush()`` (the evented loop when :data:`FLUSH_LINES` are waiting
+or about once a second, blocking drivers about once a second) or when :data:`MAX_PENDING_LINES`
+pile up. Escaping follows nginx: ``"``, ``\\`` and non-printable characters become ``\\xHH`` so
+a client cannot forge log lines.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ LOG_FORMATS = ("common", "combined")
 
 LOG_BUFFER_SIZE = 64 * 1024
 """Bytes buffered before a write; a burst of 1 KiB requests then costs one write per ~600 lines."""
+
+MAX_PENDING_LINES = 4096
+"""Lines kept in memory before they are written whatever the server's flush policy (about
+300 KiB of text): bounds the memory a burst can take."""
+
+FLUSH_LINES = 512
+"""Lines waiting at which a driver that batches (the evented loop) flushes at once instead of
+waiting for its periodic flush: about 40 KiB, one write of a good size."""
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -46,7 +55,7 @@ class AccessLog:
         self._owns_stream = owns_stream
         self._second = -1
         self._stamp = ""
-        self._dirty = False
+        self._lines: list[str] = []
 
     @classmethod
     def open(cls, destination: str | None, log_format: str = "common") -> AccessLog | None:
@@ -77,20 +86,34 @@ class AccessLog:
 
     def format(self, record: AccessRecord) -> str:
         size = str(record.body_bytes) if record.body_bytes else "-"
-        line = (f'{record.peer} - - [{self._timestamp(record.timestamp)}] '
+        timestamp = record.timestamp
+        # Speed: the cached stamp is used without a call when the second has not changed.
+        stamp = self._stamp if int(timestamp) == self._second else self._timestamp(timestamp)
+        line = (f'{record.peer} - - [{stamp}] '
                 f'"{_escape(record.request_line)}" {record.status} {size}')
         if self._combined:
             line += f' "{_escape(record.referer)}" "{_escape(record.user_agent)}"'
         return line + "\n"
 
     def __call__(self, record: AccessRecord) -> None:
-        self._stream.write(self.format(record))
-        self._dirty = True
+        lines = self._lines
+        lines.append(self.format(record))
+        if len(lines) >= MAX_PENDING_LINES:
+            self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Lines formatted and not yet written."""
+        return len(self._lines)
 
     def flush(self) -> None:
-        if self._dirty:
-            self._dirty = False
+        """Write every waiting line with one ``write``, then flush the stream."""
+        lines = self._lines
+        if lines:
+            text = "".join(lines)
+            lines.clear()
             try:
+                self._stream.write(text)
                 self._stream.flush()
             except (OSError, ValueError):
                 pass  # a closed or full log must not stop the server

@@ -6,7 +6,8 @@ What it measures: the cost of one ``GET`` of a small cached file on a keep-alive
 1. ``syscalls``: a bare ``recv`` of the request plus a bare ``send`` of an equal-sized response on
    the same loopback TCP pair (what no Python server can avoid);
 2. ``connection``: ``Connection._on_event(EVENT_READ)``, the whole evented path (recv, parse,
-   handler, head, send, interest mask, deadline), syscalls included;
+   handler, head, send, interest mask, deadline), syscalls included; then the same with the
+   access log on (written to /dev/null, flushed as the evented server does);
 3. ``protocol``: ``ServerProtocol.receive`` alone (parser + handler + head), no socket;
 4. ``parser``: the parser's events for one head; ``handler``: ``StaticHandler`` on a parsed
    request (which includes one ``os.stat``); ``stat``: that ``os.stat`` alone.
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from selectors import EVENT_READ
 
+from evserver.accesslog import FLUSH_LINES, AccessLog
 from evserver.config import ServerConfig
 from evserver.connection import Connection
 from evserver.event.reactor import Reactor
@@ -96,13 +98,14 @@ def bench_syscalls(response_size: int) -> float:
         server.close()
 
 
-def bench_connection(root: str, quiet: bool = True) -> tuple[float, int]:
+def bench_connection(root: str, access_log: AccessLog | None = None) -> tuple[float, int]:
     client, server = _tcp_pair()
     server.setblocking(False)
     reactor = Reactor()
     stats = Stats("evented", reactor.selector_name)
-    config = ServerConfig(root=root, quiet=quiet)
-    protocol = ServerProtocol(StaticHandler(root), peer="127.0.0.1", stats=stats)
+    config = ServerConfig(root=root, quiet=access_log is None)
+    protocol = ServerProtocol(StaticHandler(root), peer="127.0.0.1", stats=stats,
+                              access_log=access_log)
     connection = Connection(reactor, server, protocol, config=config, peer="127.0.0.1",
                             stats=stats)
     on_event = connection._on_event
@@ -116,6 +119,8 @@ def bench_connection(root: str, quiet: bool = True) -> tuple[float, int]:
             client.send(REQUEST)
             started = time.perf_counter()
             on_event(EVENT_READ)
+            if access_log is not None and access_log.pending >= FLUSH_LINES:
+                access_log.flush()  # what the evented server does before a poll
             elapsed += time.perf_counter() - started
             client.recv(65536)
         return elapsed / ITERATIONS
@@ -190,10 +195,13 @@ def main() -> int:
     root = _make_root()
     connection, response_size = bench_connection(root)
     syscalls = bench_syscalls(response_size)
+    with open(os.devnull, "w") as devnull:
+        logged, _ = bench_connection(root, AccessLog(devnull))
     rows = [
         ("syscalls (bare recv + send)", syscalls),
         ("connection (whole evented path)", connection),
         ("  = python overhead", connection - syscalls),
+        ("connection, access log on", logged),
         ("protocol.receive (no socket)", bench_protocol(root)),
         ("parser (3 events)", bench_parser()),
         ("handler (cached, with stat)", bench_handler(root)),
