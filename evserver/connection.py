@@ -29,7 +29,8 @@ per timeout period, not once per request.
 Closing: after the last response is flushed and the protocol says close, the connection shuts down
 its writing side (``SHUT_WR``), then reads and discards input until EOF or ``LINGER_SECONDS``.
 Closing at once with unread input in the kernel's buffer would send a reset that can destroy the
-response before the client reads it (RFC 9112 9.6).
+response before the client reads it (RFC 9112 9.6). Except when ``protocol.linger`` is false (the
+client asked to close and left nothing unread): then a plain close.
 
 Invariants: ``reactor.modify`` is only called when the mask changes (it is a system call); the
 socket is unregistered before it is closed; a closed connection ignores late events and timers; a
@@ -272,7 +273,7 @@ class Connection:
 
     def _close_gracefully(self) -> None:
         """Everything is sent and the protocol is done: shut down writing, then linger."""
-        if self._peer_eof:
+        if self._peer_eof or not self.protocol.linger:
             self._finish()
             return
         try:

@@ -133,7 +133,7 @@ class ServerProtocol:
     """The conversation on one connection. Create one per accepted connection."""
 
     __slots__ = ("_access_log", "_handler", "_parser", "_peer", "_request", "_request_started",
-                 "_stats", "paused", "should_close")
+                 "_stats", "linger", "paused", "should_close")
 
     def __init__(
         self,
@@ -155,6 +155,14 @@ class ServerProtocol:
         """Complete requests may be waiting; call ``resume()`` once the output is flushed."""
         self.should_close = False
         """Close the connection after sending everything returned so far."""
+        self.linger = True
+        """When closing: half-close, then read and discard input for a while, so input still
+        arriving cannot make the kernel reset the connection before the client has read the
+        response (RFC 9112 9.6). False when the client itself asked to close (``Connection:
+        close``, or HTTP/1.0 without keep-alive) after a complete request and nothing of its
+        input is left: such a client sends nothing more, so a plain close is safe and saves a
+        shutdown, a poll round and a read per connection (nginx's ``lingering_close on`` makes
+        the same call)."""
 
     def __repr__(self) -> str:
         state = "closing" if self.should_close else "paused" if self.paused else "open"
@@ -262,6 +270,8 @@ class ServerProtocol:
         if response.close or not request.keep_alive:
             connection: str | None = "close"
             self.should_close = True
+            if not response.close and not self._parser.buffered:
+                self.linger = False  # the client's own close, nothing unread: see ``linger``
         else:
             # RFC 9112 9.3: an HTTP/1.0 client keeps the connection only if told it persists.
             connection = "keep-alive" if request.version == "1.0" else None

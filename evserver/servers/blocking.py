@@ -36,7 +36,8 @@ A call that the timeout ends fails with ``EAGAIN`` (``BlockingIOError``):
 Closing: when the server closes first (``Connection: close``, an error response, a 408), it shuts
 down its writing side, then reads and discards input for up to ``LINGER_SECONDS``: closing with
 unread input makes the kernel send a reset, which can destroy the response before the client has
-read it (RFC 9112 9.6). When the peer closed first, or on an idle timeout, a plain close.
+read it (RFC 9112 9.6). When the peer closed first, or on an idle timeout, or when the client
+asked to close and left nothing unread (``protocol.linger`` false), a plain close.
 
 Shutdown (both models): ``shutdown()`` sets a flag, wakes the accept loop through a self-pipe (a
 ``socketpair`` watched with the listener: portable, and safe from a signal handler) and shuts the
@@ -178,7 +179,7 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
         if not data:
             return False  # the peer closed its side (the protocol answered what was complete)
         if protocol.should_close:
-            return True
+            return protocol.linger  # False: the client asked to close, nothing unread
         if not protocol.mid_request:
             request_deadline = None
         elif request_deadline is None and header_timeout > 0:
