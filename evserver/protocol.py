@@ -13,6 +13,7 @@ The driver's side of the contract::
     if protocol.paused:              # requests are waiting but we stopped (backpressure):
         ...after the output above has been flushed: items = protocol.resume()
     if protocol.should_close:        # after flushing everything returned so far, close
+        protocol.linger              # ...half-close and drain input first (False: plain close)
     protocol.wants_read              # False while paused or closing: do not recv()
 
 Invariants:
@@ -25,6 +26,11 @@ Invariants:
   ``MAX_BATCH_BODY_BYTES`` of body; the rest wait in the parser's buffer until the driver has sent
   what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
   without reading cannot make the server buffer without bound.
+
+Speed (issue 7): a request without a body is answered as soon as its head is parsed
+(``RequestParser.skip_end_of_message``); the whole response head comes from a per-second cache
+(:class:`_HeadCache`); a small in-memory body is joined to its head so the driver sends one bytes
+object; statistics are three attribute adds; the access-log record is only built when logging.
 """
 
 from __future__ import annotations
