@@ -38,7 +38,6 @@ import errno
 import logging
 import os
 import socket
-from collections import deque
 
 from evserver.bodies import FileRegion, Item, release
 from evserver.stats import Stats
@@ -84,7 +83,10 @@ class Transport:
                  stats: Stats | None = None) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self._queue: deque[_Queued] = deque()
+        # A list, not a deque: an empty deque takes 760 bytes (its first block), an empty
+        # list 56, and this is per idle connection; the queue is a few items long at most, so
+        # removing from its front costs next to nothing.
+        self._queue: list[_Queued] = []
         self._pending = 0
         self._use_sendfile = use_sendfile
         self._stats = stats
@@ -190,7 +192,7 @@ class Transport:
                 # Partial: the socket buffer is full. A memoryview slice shares the bytes.
                 queue[0] = memoryview(item)[sent:]
                 return
-            queue.popleft()
+            del queue[0]
         if self._close_when_drained:
             self._close_now()
 
@@ -218,7 +220,7 @@ class Transport:
                 self._stats.sendfile_bytes += sent
             if cursor.left:
                 return False  # partial: the socket buffer is full
-            self._queue.popleft()
+            del self._queue[0]
             release(cursor.region)
             return True
         return self._read_region_chunk(cursor)
@@ -237,9 +239,9 @@ class Transport:
         cursor.left -= len(chunk)
         queue = self._queue
         if not cursor.left:
-            queue.popleft()
+            del queue[0]
             release(cursor.region)
-        queue.appendleft(chunk)  # pending_bytes is unchanged: the bytes only changed form
+        queue.insert(0, chunk)  # pending_bytes is unchanged: the bytes only changed form
         return True
 
     def _file_shrank(self, cursor: _RegionCursor) -> None:
@@ -267,7 +269,7 @@ class Transport:
         self.closed = True
         queue = self._queue
         while queue:
-            item = queue.popleft()
+            item = queue.pop(0)
             if type(item) is _RegionCursor:
                 release(item.region)
         self._pending = 0
