@@ -58,6 +58,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from evserver.accesslog import AccessLog
@@ -101,11 +102,15 @@ per request)."""
 
 
 def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
-          stats: Stats) -> None:
-    """Serve the connection ``sock`` with ``protocol`` until it ends, then close ``sock``."""
+          stats: Stats, on_idle: Callable[[], None] | None = None) -> None:
+    """Serve the connection ``sock`` with ``protocol`` until it ends, then close ``sock``.
+
+    ``on_idle`` is called each time the connection waits for a new request (the iterative
+    server writes out its access log then, having no other moment while a client lingers).
+    """
     server_closes_first = False
     try:
-        server_closes_first = _converse(sock, protocol, config, stats)
+        server_closes_first = _converse(sock, protocol, config, stats, on_idle)
     except OSError as error:  # reset, broken pipe, send timeout, a file that shrank: drop it
         log.debug("%r dropped: %s", protocol, error)
     except Exception:  # a bug must not kill the accept loop or the connection's thread silently
@@ -143,7 +148,7 @@ def _send(sock: socket.socket, items: list[Item], config: ServerConfig, stats: S
 
 
 def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
-              stats: Stats) -> bool:
+              stats: Stats, on_idle: Callable[[], None] | None) -> bool:
     """The conversation. Returns True when the server ends it (linger), False when the peer did
     or it went idle."""
     if sock.gettimeout() is not None:
@@ -157,6 +162,8 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
     while True:
         if request_deadline is None:
             wanted = idle_timeout
+            if on_idle is not None:
+                on_idle()
         else:
             wanted = request_deadline - monotonic()
             if wanted <= 0:
@@ -261,6 +268,8 @@ class BlockingServer(BaseServer):
     def __init__(self, config: ServerConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self._shared_log = SharedAccessLog(self.access_log) if self.access_log else None
+        self.on_idle: Callable[[], None] | None = None
+        """Called by ``drive`` whenever a connection waits for its next request."""
         self._stopping = False
         self._forced = False
         self._stop_requested = threading.Event()
@@ -306,7 +315,7 @@ class BlockingServer(BaseServer):
     def serve_connection(self, sock: socket.socket, peer: str) -> None:
         """Drive one connection to its end and forget it (on whichever thread runs it)."""
         try:
-            drive(sock, self.new_protocol(peer), self.config, self.stats)
+            drive(sock, self.new_protocol(peer), self.config, self.stats, self.on_idle)
         finally:
             with self._live_lock:
                 self._live.discard(sock)

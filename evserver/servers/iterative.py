@@ -27,7 +27,9 @@ shared ``BlockingServer``; ``max_connections`` is 1 here by construction.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
+from evserver.config import ServerConfig
 from evserver.servers.blocking import BlockingServer
 
 
@@ -35,6 +37,12 @@ class IterativeServer(BlockingServer):
     """One connection at a time, on the thread that calls ``serve_forever``."""
 
     model = "iterative"
+
+    def __init__(self, config: ServerConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        if self.access_log is not None:
+            # No other thread runs while a client is served: write the log whenever it idles.
+            self.on_idle = self.access_log_flush
 
     def process_connection(self, sock: socket.socket, peer: str) -> None:
         self.serve_connection(sock, peer)  # blocks until this client is done
