@@ -223,6 +223,8 @@ class Connection:
         if pending:
             self._set_deadline(SEND, self._last_progress + self.config.send_timeout)
         elif receiving:
+            if self._kind == SEND:  # reading was stopped while responses went out: the next
+                self._request_started = self._reactor.now  # request's clock starts now
             self._set_deadline(HEADER, self._request_started + self.config.header_timeout)
         else:
             when = self._reactor.now + self._idle_timeout

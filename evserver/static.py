@@ -33,7 +33,9 @@ Decisions on request-targets (RFC 9110 4.2 and 7.1, RFC 9112 3.2 leave them to t
   ``..`` segment (raw or encoded: never normalised, never silently dropped as ``http.server``
   does), an encoded slash ``%2F`` (a name never contains "/"), a backslash (raw or ``%5C``:
   a Windows separator, refused so ``..\\`` tricks mean nothing), an empty segment (``//``) other
-  than the final one. So every served URL names exactly one file: no aliases, one cache key.
+  than the final one. So a path never reaches a file by normalisation (``a/../b``, ``a//b``); the
+  cache is keyed by the raw path, so ``/%69ndex.html`` and ``/index.html`` are two entries for one
+  file (bounded like every entry).
   Double encoding stays literal: ``%252e%252e`` names a file called ``%2e%2e``.
 - Symlinks: without ``follow_symlinks`` a path whose fully resolved location lies outside the root
   is 404 (as if absent: the client learns nothing about the outside); symlinks that stay inside
@@ -274,7 +276,9 @@ class StaticHandler:
 
     Shared by every connection (and, in the threaded server, by every thread): its only mutable
     state is the cache, whose operations are single dictionary calls, each atomic under the GIL;
-    a race between two threads at worst drops or recomputes an entry.
+    a race between two threads at worst drops or recomputes an entry. The byte count beside it
+    is not atomic (``+=`` from two threads can lose an update), so it is recounted from the
+    entries whenever it says the cache is full, before anything is evicted.
     """
 
     clock: Callable[[], float] = staticmethod(time.time)
@@ -369,6 +373,9 @@ class StaticHandler:
         self._forget(key)
         self._cache[key] = entry
         self._cache_bytes += size
+        if self._cache_bytes > CACHE_MAX_BYTES:  # rare: recount, so a lost update cannot stick
+            self._cache_bytes = sum(len(e.data) for e in list(self._cache.values())
+                                    if e.data is not None)
         try:
             while len(self._cache) > CACHE_MAX_ENTRIES or self._cache_bytes > CACHE_MAX_BYTES:
                 _, evicted = self._cache.popitem(last=False)
@@ -649,7 +656,7 @@ def _split_absolute_form(target: str) -> tuple[str, str] | None:
         return None
     rest = target[scheme_end + 3 :]
     authority_end = len(rest)
-    for delimiter in "/?#":
+    for delimiter in "/?":  # (no "#": the parser rejects a fragment in a request-target)
         found = rest.find(delimiter)
         if 0 <= found < authority_end:
             authority_end = found

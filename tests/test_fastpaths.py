@@ -107,3 +107,26 @@ def test_access_log_lines_reach_the_file_while_the_server_is_idle(
         time.sleep(0.05)  # polling a file for a condition, with a deadline
     assert '"GET /small.txt HTTP/1.1" 200 13 "-" "fastpath-test"' in text
     conn.close()
+
+
+def test_a_stray_line_break_after_a_request_leaves_the_connection_idle() -> None:
+    """RFC 9112 2.2: empty lines before a request are skipped, so a client's trailing CRLF (or
+    half of one) must not turn an idle connection into a "request in progress" (408 later)."""
+    protocol = ServerProtocol(echo_handler)
+    protocol.receive(get("/") + b"\r")
+    assert not protocol.mid_request
+    protocol.receive(b"\n\r\n")
+    assert not protocol.mid_request
+    protocol.receive(b"G")
+    assert protocol.mid_request
+
+
+def test_a_client_that_never_speaks_is_closed_by_the_header_timeout(
+        start_server: Callable[..., RunningServer], model_name: tuple[str, str]) -> None:
+    """Every model gives a silent new connection header_timeout, not idle_timeout, to start."""
+    import socket
+
+    model, selector = model_name
+    server = start_server(model=model, selector=selector, header_timeout=0.3, idle_timeout=60)
+    with socket.create_connection(server.address, timeout=20) as silent:
+        assert silent.recv(1024) == b""  # closed without a word, long before idle_timeout

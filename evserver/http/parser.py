@@ -284,7 +284,10 @@ class RequestParser:
         """Some of a request has arrived and its END_OF_MESSAGE has not been returned yet."""
         state = self._state
         if state is _HEAD:
-            return bool(self._buffer)
+            # Empty lines before a request line are skipped (RFC 9112 2.2), so CR and LF alone
+            # are not the start of a request: an idle connection stays idle.
+            buffer = self._buffer
+            return bool(buffer) and bool(buffer.strip(b"\r\n"))
         return state is not _CLOSED
 
     @property

@@ -159,9 +159,12 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
     request_deadline: float | None = None  # when the request now arriving must be complete
     receive_timeout: float | None = None  # what SO_RCVTIMEO holds now (None: not set yet)
     monotonic = time.monotonic
+    # A new connection's first request must start within header_timeout (as in the evented
+    # model), so a client that connects and says nothing cannot hold a thread for idle_timeout.
+    idle_wait = header_timeout if header_timeout > 0 else idle_timeout
     while True:
         if request_deadline is None:
-            wanted = idle_timeout
+            wanted = idle_wait
             if on_idle is not None:
                 on_idle()
         else:
@@ -187,6 +190,7 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
             return False  # the peer closed its side (the protocol answered what was complete)
         if protocol.should_close:
             return protocol.linger  # False: the client asked to close, nothing unread
+        idle_wait = idle_timeout  # from the second wait on: keep-alive between requests
         if not protocol.mid_request:
             request_deadline = None
         elif request_deadline is None and header_timeout > 0:
