@@ -4,12 +4,17 @@ What this module knows: the two formats (Apache's ``%h %l %u %t "%r" %>s %b`` an
 ``"%{Referer}i" "%{User-agent}i"``) and how to write lines cheaply. What it must not know: who
 produces the records, threads (the threaded model wraps calls in a lock), the reactor.
 
-Cost on the hot path: one string format and one list append per response (no stream call); the
-timestamp is formatted once per second; the lines waiting are joined and written with one
-``write`` when the server calls ``flush()`` (the evented loop when :data:`FLUSH_LINES` are waiting
-or about once a second, blocking drivers about once a second) or when :data:`MAX_PENDING_LINES`
-pile up. Escaping follows nginx: ``"``, ``\\`` and non-printable characters become ``\\xHH`` so
-a client cannot forge log lines.
+Cost on the hot path: per response one small key tuple, one dictionary lookup and one list
+append (no stream call): lines are memoised for the current second, keyed by everything they
+show but the time, so a line repeated within a second (the common case under load) is neither
+formatted nor escaped again. The record is a tuple, unpacked in one step; the timestamp is
+formatted once per second and reused while the record's time falls in that second (two float
+comparisons, no call); a string is escaped only when a cheap check (``isascii``,
+``isprintable``, no ``"`` or ``\\``) finds something to escape. The lines waiting are joined
+and written with one ``write`` when the server calls ``flush()`` (the evented loop when
+:data:`FLUSH_LINES` are waiting or about once a second, blocking drivers about once a second) or
+when :data:`MAX_PENDING_LINES` pile up. Escaping follows nginx: ``"``, ``\\``, non-printable and
+non-ASCII characters become ``\\xHH`` so a client cannot forge log lines.
 """
 
 from __future__ import annotations
@@ -34,11 +39,20 @@ FLUSH_LINES = 512
 """Lines waiting at which a driver that batches (the evented loop) flushes at once instead of
 waiting for its periodic flush: about 40 KiB, one write of a good size."""
 
+MAX_MEMO_LINES = 1024
+"""Distinct lines remembered per second (at most a few hundred KiB with their keys): the hot
+(client, request) pairs of a busy second; past it lines are formatted each time."""
+
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+def _is_plain(text: str) -> bool:
+    """True when ``text`` needs no escaping: printable ASCII without ``"`` or ``\\``."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def _escape(text: str) -> str:
-    if text.isprintable() and '"' not in text and "\\" not in text:
+    if _is_plain(text):
         return text  # the common case: nothing to do
     return "".join(ch if ch.isprintable() and ch not in '"\\' and ord(ch) < 0x7F
                    else f"\\x{ord(ch):02X}" if ord(ch) < 0x100 else ch for ch in text)
@@ -54,8 +68,12 @@ class AccessLog:
         self._combined = log_format == "combined"
         self._owns_stream = owns_stream
         self._second = -1
+        self._second_end = -1.0
+        """The stamp below holds for times in ``[_second, _second_end)``."""
         self._stamp = ""
         self._lines: list[str] = []
+        self._memo: dict[tuple[str, str, int, int, str, str], str] = {}
+        """This second's lines by what they show besides the time (see ``__call__``)."""
 
     @classmethod
     def open(cls, destination: str | None, log_format: str = "common") -> AccessLog | None:
@@ -82,24 +100,39 @@ class AccessLog:
                            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} "
                            f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}")
             self._second = second
+            self._second_end = second + 1.0
         return self._stamp
 
-    def format(self, record: AccessRecord) -> str:
-        size = str(record.body_bytes) if record.body_bytes else "-"
-        timestamp = record.timestamp
-        # Speed: the cached stamp is used without a call when the second has not changed.
-        stamp = self._stamp if int(timestamp) == self._second else self._timestamp(timestamp)
-        line = (f'{record.peer} - - [{stamp}] '
-                f'"{_escape(record.request_line)}" {record.status} {size}')
-        if self._combined:
-            line += f' "{_escape(record.referer)}" "{_escape(record.user_agent)}"'
-        return line + "\n"
-
     def __call__(self, record: AccessRecord) -> None:
+        """Format ``record`` as one line (newline included) and queue it for ``flush()``.
+
+        Speed: this runs per response. Lines are memoised for the current second (the stamp is
+        the only part that changes with time), keyed by everything else they show: under load
+        most responses repeat a line already made this second, and a dictionary hit is cheaper
+        than formatting and escaping again.
+        """
+        peer, timestamp, request_line, status, body_bytes, _, referer, user_agent = record
+        if not self._second <= timestamp < self._second_end:
+            self._timestamp(timestamp)
+            self._memo.clear()
+        key = (peer, request_line, status, body_bytes, referer, user_agent)
         lines = self._lines
-        lines.append(self.format(record))
+        line = self._memo.get(key)
+        if line is None:
+            line = self._format(key)
+            if len(self._memo) < MAX_MEMO_LINES:
+                self._memo[key] = line
+        lines.append(line)
         if len(lines) >= MAX_PENDING_LINES:
             self.flush()
+
+    def _format(self, key: tuple[str, str, int, int, str, str]) -> str:
+        peer, request_line, status, body_bytes, referer, user_agent = key
+        size = str(body_bytes) if body_bytes else "-"
+        line = f'{peer} - - [{self._stamp}] "{_escape(request_line)}" {status} {size}'
+        if self._combined:
+            line += f' "{_escape(referer)}" "{_escape(user_agent)}"'
+        return line + "\n"
 
     @property
     def pending(self) -> int:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from evserver import SERVER_NAME
 from evserver.bodies import Item, Response
@@ -67,27 +68,31 @@ REQUEST_TIMEOUT_STATUS = 408
 """RFC 9110 15.5.9: the client did not send a complete request in time."""
 
 
-class AccessRecord:
+class AccessRecord(NamedTuple):
     """What the access log needs to know of one response (formatting is ``evserver.accesslog``'s).
 
-    ``body_bytes`` counts the body handed to the driver; a connection aborted mid-transfer still
-    logs the full length (as nginx logs what it meant to send when ``$body_bytes_sent`` is not
-    available). ``duration`` runs from the end of the request head to the response being queued.
+    ``timestamp`` is ``time.time()`` when the response was queued. ``body_bytes`` counts the
+    body handed to the driver; a connection aborted mid-transfer still logs the full length (as
+    nginx logs what it meant to send when ``$body_bytes_sent`` is not available). ``duration``
+    runs from the end of the request head to the response being queued, on the same clock.
+
+    Speed: a tuple, built per response with ``_new_record`` (``tuple.__new__``, about 0.2 µs)
+    rather than the generated constructor (about 0.6 µs) or a class with ``__slots__`` (about
+    0.5 µs); the log unpacks it in one step.
     """
 
-    __slots__ = ("body_bytes", "duration", "peer", "referer", "request_line", "status",
-                 "timestamp", "user_agent")
+    peer: str
+    timestamp: float
+    request_line: str
+    status: int
+    body_bytes: int
+    duration: float
+    referer: str
+    user_agent: str
 
-    def __init__(self, peer: str, timestamp: float, request_line: str, status: int,
-                 body_bytes: int, duration: float, referer: str, user_agent: str) -> None:
-        self.peer = peer
-        self.timestamp = timestamp
-        self.request_line = request_line
-        self.status = status
-        self.body_bytes = body_bytes
-        self.duration = duration
-        self.referer = referer
-        self.user_agent = user_agent
+
+_new_record = tuple.__new__
+"""``_new_record(AccessRecord, fields)``: an AccessRecord without the generated ``__new__``."""
 
 
 AccessLogger = Callable[[AccessRecord], None]
@@ -231,7 +236,7 @@ class ServerProtocol:
                 return out
             if type(event) is Request:
                 if self._access_log is not None:
-                    self._request_started = time.monotonic()
+                    self._request_started = time.time()
                 # Speed: a request without a body is answered at once, its END_OF_MESSAGE
                 # consumed by skip_end_of_message() (one parser round trip saved per request).
                 if not parser.skip_end_of_message():
@@ -300,12 +305,14 @@ class ServerProtocol:
             stats.requests += 1
             stats.status_classes[response.status // 100 % 6] += 1
             stats.body_bytes += response.body_length
-        if self._access_log is not None:
+        access_log = self._access_log
+        if access_log is not None:
             headers = request.headers
-            self._access_log(AccessRecord(
-                self._peer, time.time(), request.request_line, response.status,
-                response.body_length, time.monotonic() - self._request_started,
-                headers.get("referer", "-"), headers.get("user-agent", "-")))
+            now = time.time()  # one clock read: the record's time and the end of its duration
+            access_log(_new_record(AccessRecord, (
+                self._peer, now, request.request_line, response.status,
+                response.body_length, now - self._request_started,
+                headers.get("referer", "-"), headers.get("user-agent", "-"))))
         return response.body_length
 
     def _error(self, status: int) -> list[Item]:
