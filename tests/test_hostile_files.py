@@ -20,9 +20,10 @@ file changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,17 +87,29 @@ def _read_rest(sock: socket.socket, received: bytearray, limit: int) -> str:
     return "open"
 
 
+GET_BIG = b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@contextlib.contextmanager
+def _transfer_begun(server: RunningServer, requests: bytes = GET_BIG
+                    ) -> Iterator[tuple[socket.socket, bytes, int, bytes]]:
+    """Write big.bin, start fetching it with a slow client and read the head and a little:
+    yields ``(sock, original bytes, Content-Length, body bytes received so far)``."""
+    path = server.root / "big.bin"
+    make_big_file(path)
+    original = path.read_bytes()
+    with _slow_client(server) as sock:
+        sock.sendall(requests)
+        length, received = _read_head_and_some(sock, READ_BEFORE_CHANGE)
+        yield sock, original, length, received
+
+
 @pytest.mark.parametrize("new_size", [0, 1024 * 1024 + 123])
 def test_truncated_while_sent_ends_the_connection_early(file_server: RunningServer,
                                                         new_size: int) -> None:
-    path = file_server.root / "big.bin"
-    make_big_file(path)
-    original = path.read_bytes()
-    with _slow_client(file_server) as sock:
-        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        length, received = _read_head_and_some(sock, READ_BEFORE_CHANGE)
+    with _transfer_begun(file_server) as (sock, original, length, received):
         assert length == len(original)
-        os.truncate(path, new_size)
+        os.truncate(file_server.root / "big.bin", new_size)
         how = _read_rest(sock, received, length)
     assert how in ("eof", "reset"), "the connection stayed open after a short body"
     assert len(received) < length, "a truncated file was sent as if whole"
@@ -118,12 +131,9 @@ def test_truncated_while_sent_ends_the_connection_early(file_server: RunningServ
 
 def test_replaced_while_sent_sends_the_whole_old_file(file_server: RunningServer) -> None:
     path = file_server.root / "big.bin"
-    make_big_file(path)
-    original = path.read_bytes()
-    with _slow_client(file_server) as sock:
-        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
-                     b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        length, received = _read_head_and_some(sock, READ_BEFORE_CHANGE)
+    second_request = b"GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    with _transfer_begun(file_server, GET_BIG + second_request) as (
+            sock, original, length, received):
         replacement = file_server.root / "big.new"
         replacement.write_bytes(b"N" * 1000)
         os.replace(replacement, path)
@@ -146,13 +156,8 @@ def _complete(reader: ResponseReader, length: int) -> HTTPResponse:
 
 
 def test_grown_while_sent_sends_exactly_content_length(file_server: RunningServer) -> None:
-    path = file_server.root / "big.bin"
-    make_big_file(path)
-    original = path.read_bytes()
-    with _slow_client(file_server) as sock:
-        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        length, received = _read_head_and_some(sock, READ_BEFORE_CHANGE)
-        with open(path, "ab") as f:
+    with _transfer_begun(file_server) as (sock, original, length, received):
+        with open(file_server.root / "big.bin", "ab") as f:
             f.write(b"G" * 1_000_000)
         reader = ResponseReader(sock)
         reader.buffer += received
