@@ -4,10 +4,10 @@ What this module knows: the two formats (Apache's ``%h %l %u %t "%r" %>s %b`` an
 ``"%{Referer}i" "%{User-agent}i"``) and how to write lines cheaply. What it must not know: who
 produces the records, threads (the threaded model wraps calls in a lock), the reactor.
 
-Cost on the hot path: per response one small key tuple, one dictionary lookup and one list
-append (no stream call): lines are memoised for the current second, keyed by everything they
-show but the time, so a line repeated within a second (the common case under load) is neither
-formatted nor escaped again. The record is a tuple, unpacked in one step; the timestamp is
+Cost on the hot path: per response one call with five arguments, one small key tuple, one
+dictionary lookup and one list append (no stream call): lines are memoised for the current
+second, keyed by everything they show but the time, so a line repeated within a second (the
+common case under load) is neither formatted nor escaped again. The timestamp is
 formatted once per second and reused while the record's time falls in that second (two float
 comparisons, no call); a string is escaped only when a cheap check (``isascii``,
 ``isprintable``, no ``"`` or ``\\``) finds something to escape. The lines waiting are joined
@@ -23,8 +23,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-if TYPE_CHECKING:  # only for annotations: the log does not need the protocol to load
-    from evserver.protocol import AccessRecord
+if TYPE_CHECKING:  # only for annotations: the log reads a request, it does not need the parser
+    from evserver.http.events import Request
 
 LOG_FORMATS = ("common", "combined")
 
@@ -72,7 +72,7 @@ class AccessLog:
         """The stamp below holds for times in ``[_second, _second_end)``."""
         self._stamp = ""
         self._lines: list[str] = []
-        self._memo: dict[tuple[str, str, int, int, str, str], str] = {}
+        self._memo: dict[tuple[object, ...], str] = {}
         """This second's lines by what they show besides the time (see ``__call__``)."""
 
     @classmethod
@@ -103,32 +103,46 @@ class AccessLog:
             self._second_end = second + 1.0
         return self._stamp
 
-    def __call__(self, record: AccessRecord) -> None:
-        """Format ``record`` as one line (newline included) and queue it for ``flush()``.
+    def __call__(self, peer: str, timestamp: float, request: Request | None, status: int,
+                 body_bytes: int) -> None:
+        """Format one response's line (newline included) and queue it for ``flush()``.
 
-        Speed: this runs per response. Lines are memoised for the current second (the stamp is
-        the only part that changes with time), keyed by everything else they show: under load
-        most responses repeat a line already made this second, and a dictionary hit is cheaper
-        than formatting and escaping again.
+        The arguments are the protocol's :data:`~evserver.protocol.AccessLogger` call. Speed:
+        this runs per response. Lines are memoised for the current second (the stamp is the
+        only part that changes with time), keyed by everything else they show: under load most
+        responses repeat a line already made this second, and a dictionary hit is cheaper than
+        formatting and escaping again. The key's strings are the parser's own (its request-line
+        memo hands out the same objects), so hashing them costs nothing after the first time.
         """
-        peer, timestamp, request_line, status, body_bytes, _, referer, user_agent = record
         if not self._second <= timestamp < self._second_end:
             self._timestamp(timestamp)
             self._memo.clear()
-        key = (peer, request_line, status, body_bytes, referer, user_agent)
+        if request is None:
+            key: tuple[object, ...] = (peer, status, body_bytes)
+        elif self._combined:
+            headers = request.headers
+            key = (peer, request.method, request.target, request.version, status, body_bytes,
+                   headers.get("referer", "-"), headers.get("user-agent", "-"))
+        else:
+            key = (peer, request.method, request.target, request.version, status, body_bytes)
         lines = self._lines
         line = self._memo.get(key)
         if line is None:
-            line = self._format(key)
+            line = self._format(peer, request, status, body_bytes)
             if len(self._memo) < MAX_MEMO_LINES:
                 self._memo[key] = line
         lines.append(line)
         if len(lines) >= MAX_PENDING_LINES:
             self.flush()
 
-    def _format(self, key: tuple[str, str, int, int, str, str]) -> str:
-        peer, request_line, status, body_bytes, referer, user_agent = key
+    def _format(self, peer: str, request: Request | None, status: int, body_bytes: int) -> str:
         size = str(body_bytes) if body_bytes else "-"
+        if request is None:  # the request could not be parsed: nginx shows "-" too
+            request_line, referer, user_agent = "-", "-", "-"
+        else:
+            request_line = request.request_line
+            referer = request.headers.get("referer", "-")
+            user_agent = request.headers.get("user-agent", "-")
         line = f'{peer} - - [{self._stamp}] "{_escape(request_line)}" {status} {size}'
         if self._combined:
             line += f' "{_escape(referer)}" "{_escape(user_agent)}"'

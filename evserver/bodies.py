@@ -92,3 +92,26 @@ class Response:
 
     def __repr__(self) -> str:
         return f"Response({self.status}, {self.body_length} body bytes)"
+
+
+GATHER_LIMIT = 64
+"""Most byte strings handed to one ``sendmsg`` (a gathered write, no copy into one buffer); a
+longer run is joined instead. Far below Linux's IOV_MAX of 1024, and above what one batch of the
+protocol produces in practice (a head and a body per response)."""
+
+
+def unsent_parts(parts: list[bytes], sent: int) -> list[bytes | memoryview]:
+    """What is left of ``parts`` after a gathered send that took ``sent`` bytes, in order.
+
+    A part cut in the middle becomes a memoryview sharing its bytes (no copy); empty leftovers
+    are dropped.
+    """
+    left: list[bytes | memoryview] = []
+    for part in parts:
+        size = len(part)
+        if sent >= size:
+            sent -= size
+            continue
+        left.append(memoryview(part)[sent:] if sent else part)
+        sent = 0
+    return left

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default {DEFAULT_LIMITS.max_body})")
     p.add_argument("--no-sendfile", action="store_true",
                    help="send files with read()+send() instead of os.sendfile()")
+    p.add_argument("--stat-every-request", action="store_true",
+                   help="evented model: re-check a cached file with stat() on every request "
+                   "instead of once per loop iteration")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no access log, warnings and errors only")
     p.add_argument("--access-log", default="-", metavar="FILE",
@@ -143,6 +146,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         send_timeout=args.send_timeout,
         drain_timeout=args.drain_timeout,
         use_sendfile=not args.no_sendfile,
+        stat_every_request=args.stat_every_request,
         quiet=args.quiet,
         access_log=args.access_log,
         log_format=args.log_format,

@@ -60,6 +60,9 @@ class ServerConfig:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     use_sendfile: bool = True
+    stat_every_request: bool = False
+    """Re-verify a cached file with a stat on every request, even in the evented model (which
+    otherwise checks once per loop iteration); for measuring what the shared check buys."""
     quiet: bool = False
     access_log: str | None = "-"
     """Where access log lines go: ``"-"`` for standard error, a file name, or ``None`` for none."""

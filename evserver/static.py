@@ -15,7 +15,7 @@ Invariants:
 - It never raises for a client mistake. Bad paths, bad ranges, bad dates all give a response;
   an exception means a bug (the protocol turns it into 500).
 - It never serves a byte outside the root. Every path is checked before it is opened; the cache
-  (below) only holds paths that passed the check, and re-verifies the file's identity per request.
+  (below) only holds paths that passed the check, and re-verifies the file's identity before use.
 - It never leaks a descriptor: each ``os.open`` is closed on every path, unless the descriptor
   leaves inside a ``FileRegion`` with ``close_after=True`` (then the consumer releases it).
 - Open first, then ``fstat``, then decide, with one errno table (:data:`_STATUS_FOR_ERRNO`).
@@ -56,11 +56,12 @@ Decisions on request-targets (RFC 9110 4.2 and 7.1, RFC 9112 3.2 leave them to t
   ``Location`` percent-encoded, so it never fires for a client's input).
 
 Speed (issue 7): a plain ``GET`` or ``HEAD`` of a cached small file costs one dictionary lookup,
-one ``os.stat`` compared with the entry's signature, and one set test proving the request has no
-conditional or Range field; the answer is then a ``Response`` built once per cache entry and shared
-by every request (nobody mutates a ``Response``: the protocol only reads it). No path parsing, no
-open, no descriptor, no allocation. See :class:`_FileEntry` for why that stays correct when files
-change.
+one ``os.stat`` compared with the entry's signature (or, when the driver groups requests into
+rounds, one such check per round: :attr:`StaticHandler.check_round`), and one set test proving
+the request has no conditional or Range field; the answer is then a ``Response`` built once per
+cache entry and shared by every request (nobody mutates a ``Response``: the protocol only reads
+it). No path parsing, no open, no descriptor, no allocation. See :class:`_FileEntry` for why
+that stays correct when files change.
 """
 
 from __future__ import annotations
@@ -203,8 +204,9 @@ class _FileEntry:
     """What the handler knows about one regular file, reusable while the file is unchanged.
 
     Why a cached entry stays correct when the file changes: ``signature`` is (st_dev, st_ino,
-    st_size, st_mtime_ns, st_ctime_ns) and every request re-reads it (``os.stat`` of
-    ``fs_path``, or ``fstat`` of a fresh descriptor) before using the entry. Any write changes
+    st_size, st_mtime_ns, st_ctime_ns) and it is re-read (``os.stat`` of ``fs_path``, or
+    ``fstat`` of a fresh descriptor) before the entry is used: on every request, or once per
+    round of requests (:attr:`StaticHandler.check_round`). Any write changes
     mtime and ctime (and nobody can set ctime back), a truncation changes the size too, a
     replacement by rename changes the inode, a different filesystem changes the device. The one
     blind spot, two writes within one coarse timestamp tick, is closed by not caching a file
@@ -219,6 +221,7 @@ class _FileEntry:
     """
 
     __slots__ = (
+        "checked_round",
         "content_type",
         "data",
         "etag",
@@ -235,6 +238,8 @@ class _FileEntry:
     def __init__(self, fs_path: str, st: os.stat_result, content_type: str) -> None:
         self.fs_path = fs_path
         self.signature = _signature(st)
+        self.checked_round: int | None = None
+        """The :attr:`StaticHandler.check_round` in which ``signature`` was last verified."""
         self.size = st.st_size
         self.modified_second = st.st_mtime_ns // _NANOSECONDS
         # A strong validator (RFC 9110 8.8.3): it changes whenever the bytes can have changed.
@@ -299,6 +304,13 @@ class StaticHandler:
         self._follow_symlinks = follow_symlinks
         self._cache: OrderedDict[str, _FileEntry] = OrderedDict()
         self._cache_bytes = 0
+        self.check_round: int | None = None
+        """None (the default): a cached small file is re-verified with ``os.stat`` on every
+        request. An int: the driver groups requests into rounds and advances this number between
+        them; a cached file is then verified once per round, by its first request, and the
+        round's later requests trust that check. The evented server advances it once per loop
+        iteration (see its module docstring for why that is as safe as a stat per request); the
+        threaded server leaves it None, since its threads have no common rounds."""
 
     @property
     def root(self) -> str:
@@ -330,16 +342,19 @@ class StaticHandler:
     def _serve_cached(self, request: Request, key: str, entry: _FileEntry) -> Response | None:
         """Answer from a cache entry after re-verifying it, or ``None`` (then the full path)."""
         if entry.data is not None:
-            try:
-                st = os.stat(entry.fs_path)
-            except OSError:
-                self._forget(key)
-                return None
-            # The signature check of _signature(), written out: this line runs per request.
-            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) \
-                    != entry.signature:
-                self._forget(key)
-                return None
+            check_round = self.check_round
+            if check_round is None or entry.checked_round != check_round:
+                try:
+                    st = os.stat(entry.fs_path)
+                except OSError:
+                    self._forget(key)
+                    return None
+                # The signature check of _signature(), written out: it runs per request or round.
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) \
+                        != entry.signature:
+                    self._forget(key)
+                    return None
+                entry.checked_round = check_round
             try:
                 self._cache.move_to_end(key)
             except KeyError:  # another thread evicted it meanwhile; the entry is still valid

@@ -74,15 +74,22 @@ def read_all(sock: socket.socket) -> bytes:
 
 
 class Recorder:
-    """Wraps a socket and records each send, to check that bytes items are coalesced."""
+    """Wraps a socket and records each send or sendmsg, to check that bytes items are coalesced."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.sends: list[bytes] = []
+        self.calls: list[str] = []
 
     def send(self, data: bytes | memoryview, flags: int = 0) -> int:
         self.sends.append(bytes(data))
+        self.calls.append("send")
         return self.sock.send(data, flags)
+
+    def sendmsg(self, parts: list[bytes], ancillary: tuple = (), flags: int = 0) -> int:
+        self.sends.append(b"".join(parts))  # one system call, recorded as what it was given
+        self.calls.append("sendmsg")
+        return self.sock.sendmsg(parts, ancillary, flags)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -102,6 +109,21 @@ def test_consecutive_bytes_are_coalesced_into_one_send(pair, tmp_path):
     assert recorder.sends == [b"head more ", b" tail!"]  # the region went by sendfile between
     assert read_exactly(client_side, 20) == b"head more FILE tail!"
     assert not fd_is_open(fd)
+
+
+def test_head_and_large_body_are_gathered_and_finished_when_cut_short(pair):
+    server_side, client_side = pair
+    server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    head, body = os.urandom(300), os.urandom(2_000_000)
+    recorder = Recorder(server_side)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(read_exactly(client_side, 2_000_300)))
+    reader.start()
+    send_items(recorder, [head, body])  # type: ignore[arg-type]
+    reader.join()
+    assert received == [head + body]
+    assert recorder.calls[0] == "sendmsg"  # one gathered call first, never a joined copy
+    assert len(recorder.sends) > 1  # the small buffer cut it short; the rest followed in order
 
 
 @pytest.mark.parametrize("use_sendfile", [True, False], ids=["sendfile", "pread+send"])

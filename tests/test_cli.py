@@ -65,9 +65,11 @@ def test_parse_config_defaults_match_http_server(tmp_path: Path) -> None:
     cfg = parse_config(["-d", str(tmp_path)])
     assert cfg.port == 8000 and cfg.host is None and cfg.root == os.path.abspath(tmp_path)
     assert cfg.model == "evented" and cfg.listing and cfg.index_names == ("index.html",)
+    assert not cfg.stat_every_request
     cfg = parse_config(["9000", "-b", "127.0.0.1", "--index", "a.html", "--index", "b.html",
-                        "--no-listing", "--no-sendfile", "-q", "--max-body", "10"])
+                        "--no-listing", "--no-sendfile", "-q", "--max-body", "10",
+                        "--stat-every-request"])
     assert (cfg.port, cfg.host) == (9000, "127.0.0.1")
     assert cfg.index_names == ("a.html", "b.html")
-    assert not cfg.listing and not cfg.use_sendfile and cfg.quiet
+    assert not cfg.listing and not cfg.use_sendfile and cfg.quiet and cfg.stat_every_request
     assert cfg.limits.max_body == 10

@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -36,6 +37,41 @@ def test_get_small_files_over_one_keep_alive_connection(server: RunningServer) -
         assert response.read() == (server.root / name).read_bytes()
         assert response.getheader("Connection") is None
     conn.close()
+
+
+def test_a_cached_file_changed_between_requests_is_served_new(server: RunningServer) -> None:
+    static = server.server.static_handler
+    assert static is not None
+    static.clock = lambda: time.time() + 3600  # type: ignore[method-assign]  # all settled
+    path = server.root / "small.txt"
+    conn = connect(server)
+    for expected in [b"first version\n", b"first version\n", b"second, longer version\n",
+                     b"SECOND, LONGER VERSION\n"]:  # the last has the same size: mtime tells
+        if path.read_bytes() != expected:
+            path.write_bytes(expected)
+        for _ in range(3):  # the first request may make the cache entry; the others use it
+            conn.request("GET", "/small.txt")
+            response = conn.getresponse()
+            assert response.read() == expected
+    conn.close()
+
+
+def test_the_evented_model_checks_files_once_per_loop_iteration(
+        start_server: Callable[..., RunningServer]) -> None:
+    rounds = start_server(model="evented")
+    static = rounds.server.static_handler
+    assert static is not None and static.check_round is not None
+    first = static.check_round
+    assert raw_exchange(rounds.address, b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n") \
+        .startswith(b"HTTP/1.1 200 ")
+    assert static.check_round > first  # advanced by the loop, between iterations
+    every = start_server(model="evented", stat_every_request=True)
+    assert every.server.static_handler is not None
+    assert every.server.static_handler.check_round is None
+    for model in ("threaded", "iterative"):  # no common rounds: a stat per request
+        blocking = start_server(model=model)
+        assert blocking.server.static_handler is not None
+        assert blocking.server.static_handler.check_round is None
 
 
 def test_urllib_follows_the_folder_redirect_and_gets_the_index(server: RunningServer) -> None:

@@ -10,16 +10,17 @@ import http.client
 import io
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
 
 from evserver.bodies import FileRegion, Item, Response
+from evserver.http.errorpage import error_page
 from evserver.http.events import Request
 from evserver.protocol import (
     CONTINUE_RESPONSE,
     MAX_RESPONSES_PER_BATCH,
-    AccessRecord,
     ServerProtocol,
 )
 from evserver.static import StaticHandler
@@ -267,15 +268,18 @@ def test_head_never_carries_a_body_and_releases_descriptors(tmp_path: Path) -> N
 
 
 def test_access_log_and_stats_see_every_response() -> None:
-    records: list[AccessRecord] = []
+    records: list[tuple[str, float, Request | None, int, int]] = []
     stats = Stats("test")
-    protocol = ServerProtocol(echo_handler, peer="192.0.2.1", access_log=records.append,
-                              stats=stats)
+    before = time.time()
+    protocol = ServerProtocol(echo_handler, peer="192.0.2.1", stats=stats,
+                              access_log=lambda *record: records.append(record))
     protocol.receive(get("/a", "User-Agent: t/1", "Referer: /r") + b"BAD\r\n\r\n")
-    assert [(r.request_line, r.status) for r in records] == [("GET /a HTTP/1.1", 200),
-                                                             ("-", 400)]
-    assert records[0].peer == "192.0.2.1" and records[0].user_agent == "t/1"
-    assert records[0].referer == "/r" and records[0].body_bytes == 2
+    (peer, when, request, status, size), error = records
+    assert peer == "192.0.2.1" and before <= when <= time.time()
+    assert request is not None and request.request_line == "GET /a HTTP/1.1"
+    assert request.headers["user-agent"] == "t/1" and request.headers["referer"] == "/r"
+    assert (status, size) == (200, 2)
+    assert error[2:] == (None, 400, len(error_page(400)[1]))  # unparsed: no request to show
     assert stats.requests == 2 and stats.status_classes[2] == 1 and stats.status_classes[4] == 1
 
 

@@ -112,6 +112,62 @@ def test_replacement_by_rename_is_seen(handler: StaticHandler, root: str) -> Non
     assert body_of(handler(request("/small.txt"))) == SMALL[::-1]
 
 
+def count_stats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    statted: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        statted.append(path)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    return statted
+
+
+def test_without_rounds_every_request_is_checked(
+    handler: StaticHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert handler.check_round is None  # the default: the threaded model's behaviour
+    handler(request("/small.txt"))
+    statted = count_stats(monkeypatch)
+    for _ in range(3):
+        handler(request("/small.txt"))
+    assert len(statted) == 3
+
+
+def test_with_rounds_a_file_is_checked_once_per_round(
+    handler: StaticHandler, root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler.check_round = 0
+    path = os.path.join(root, "small.txt")
+    assert body_of(handler(request("/small.txt"))) == SMALL  # the entry is made and checked
+    statted = count_stats(monkeypatch)
+    handler.check_round += 1
+    for _ in range(3):  # one round: the first request checks, the others trust it
+        assert body_of(handler(request("/small.txt"))) == SMALL
+        assert body_of(handler(request("/small.txt", method="HEAD"))) == b""
+    assert statted == [path]
+    rewrite(path, b"changed\n")
+    handler.check_round += 1  # the next round sees the change at its first request
+    assert body_of(handler(request("/small.txt"))) == b"changed\n"
+    assert body_of(handler(request("/small.txt"))) == b"changed\n"
+
+
+def test_a_round_shares_the_check_of_one_path_only(
+    handler: StaticHandler, root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler.check_round = 7
+    handler(request("/small.txt"))
+    handler(request("/page.html"))
+    statted = count_stats(monkeypatch)
+    handler.check_round += 1
+    for _ in range(2):
+        handler(request("/small.txt"))
+        handler(request("/page.html"))
+    assert sorted(statted) == sorted([os.path.join(root, "small.txt"),
+                                      os.path.join(root, "page.html")])
+
+
 def test_deletion_is_seen(handler: StaticHandler, root: str) -> None:
     assert body_of(handler(request("/small.txt"))) == SMALL
     os.unlink(os.path.join(root, "small.txt"))

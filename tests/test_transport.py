@@ -24,13 +24,18 @@ RECV_TIMEOUT = 10.0
 
 
 class CountingSocket(socket.socket):
-    """A socket that counts send() calls (sendfile goes around it, straight to the fd)."""
+    """A socket that counts send() and sendmsg() calls (sendfile goes straight to the fd)."""
 
     sends: list[int]
 
     def send(self, data: object, flags: int = 0) -> int:  # type: ignore[override]
         sent = super().send(data, flags)  # type: ignore[arg-type]
         self.sends.append(sent)
+        return sent
+
+    def sendmsg(self, buffers: object, *args: object) -> int:  # type: ignore[override]
+        sent = super().sendmsg(buffers, *args)  # type: ignore[arg-type]
+        self.sends.append(sent)  # one system call, however many buffers it gathered
         return sent
 
 
@@ -93,6 +98,29 @@ def test_head_and_small_body_leave_in_one_send(pair: tuple[CountingSocket, socke
     assert server.sends == [19 + 1024]
     assert transport.pending_bytes == 0
     assert read_exactly(client, 19 + 1024).endswith(b"x" * 1024)
+
+
+def test_head_and_large_body_leave_in_one_gathered_send(
+        pair: tuple[CountingSocket, socket.socket]) -> None:
+    server, client = pair
+    transport = Transport(server)
+    body = os.urandom(64 * 1024)
+    transport.write([b"HTTP/1.1 200 OK\r\n\r\n", body])
+    assert server.sends == [19 + len(body)]  # one sendmsg, no copy into one buffer
+    assert transport.pending_bytes == 0
+    assert read_exactly(client, 19 + len(body)) == b"HTTP/1.1 200 OK\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("head_size", [10, 50_000])
+def test_gathered_send_cut_short_keeps_the_rest_in_order(head_size: int) -> None:
+    # A tiny buffer cuts the sendmsg inside the body, or (a huge head) inside the head.
+    server, client = tcp_pair(TINY_BUFFER)
+    with server, client:
+        transport = Transport(server)
+        head, body = os.urandom(head_size), os.urandom(500_000)
+        transport.write([head, body])
+        assert 0 < transport.pending_bytes < head_size + len(body)
+        assert pump(transport, client, head_size + len(body)) == head + body
 
 
 def test_pipelined_responses_coalesce(pair: tuple[CountingSocket, socket.socket]) -> None:

@@ -16,8 +16,9 @@ makes before every call on a socket with a timeout); a send or sendfile that the
 
 Invariants:
 
-- Items go out strictly in order; consecutive ``bytes`` items are joined and sent together, so a
-  response head and a small body leave in one system call (and one TCP segment: with
+- Items go out strictly in order; consecutive ``bytes`` items are sent together (one gathering
+  ``sendmsg``, or one ``send`` of their join), so a response head and its body leave in one
+  system call (and one TCP segment: with
   TCP_NODELAY, two small writes would cost two segments).
 - A file region is sent completely or an exception is raised: if the file ends before the
   region does (it shrank under us), :class:`FileShrankError` aborts the connection. A short body
@@ -36,7 +37,7 @@ import os
 import select
 import socket
 
-from evserver.bodies import FileRegion, Item, release_all
+from evserver.bodies import GATHER_LIMIT, FileRegion, Item, release_all, unsent_parts
 from evserver.net.transport import FALLBACK_CHUNK_SIZE
 
 # The read+send fallback reads FALLBACK_CHUNK_SIZE bytes per pread: the evented transport's size,
@@ -73,21 +74,39 @@ def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True
         for item in items:
             if isinstance(item, FileRegion):
                 if pending:
-                    send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending),
-                               MSG_MORE)
+                    send_run(sock, pending, MSG_MORE)
                     pending = []
                 via_sendfile += send_region(sock, item, use_sendfile)
             else:
                 pending.append(item)
         if pending:
-            # Speed: one join and one send beat a send per item (head + small body = one call).
-            send_bytes(sock, pending[0] if len(pending) == 1 else b"".join(pending))
+            send_run(sock, pending)
     finally:
         release_all(items)
     return via_sendfile
 
 
-def send_bytes(sock: socket.socket, data: bytes, flags: int = 0) -> None:
+def send_run(sock: socket.socket, run: list[bytes], flags: int = 0) -> None:
+    """Send consecutive byte strings completely, with one system call when the socket has room.
+
+    Speed: a head and a large cached body go out with one ``sendmsg`` that gathers them (joining
+    them first would copy the body, about 2.5 us for 64 KiB); many small pieces are joined.
+    """
+    if len(run) == 1:
+        send_bytes(sock, run[0], flags)
+        return
+    if len(run) > GATHER_LIMIT:
+        send_bytes(sock, b"".join(run), flags)
+        return
+    try:
+        sent = sock.sendmsg(run, (), flags)
+    except BlockingIOError:  # a blocking socket's SO_SNDTIMEO expired with nothing sent
+        raise TimeoutError("peer read nothing for the send timeout") from None
+    for part in unsent_parts(run, sent):
+        send_bytes(sock, part, flags)
+
+
+def send_bytes(sock: socket.socket, data: bytes | memoryview, flags: int = 0) -> None:
     """Send all of ``data``. Each ``send`` waits at most the socket's timeout for room."""
     try:
         sent = sock.send(data, flags)

@@ -7,8 +7,10 @@ descriptor it may own). What it must not know: HTTP (it never looks inside the b
 
 The write path (the shape of asyncio's ``_SelectorSocketTransport.write``)::
 
-    write(items)   queue empty: join the bytes and send() at once -- the hot path, one system
-                   call for a response head and a small body; keep whatever did not fit.
+    write(items)   queue empty: send the bytes at once -- the hot path, one system call for a
+                   response head and its body (one send() when the protocol joined a small body
+                   to its head, one gathering sendmsg() for a head and a large body); keep
+                   whatever did not fit.
                    queue busy:  append (the socket is full; trying now would only fail).
     flush()        on writable: send queue items in order until one would block.
 
@@ -39,7 +41,7 @@ import logging
 import os
 import socket
 
-from evserver.bodies import FileRegion, Item, release
+from evserver.bodies import FileRegion, Item, release, unsent_parts
 from evserver.stats import Stats
 
 log = logging.getLogger("evserver.net")
@@ -124,11 +126,16 @@ class Transport:
                 release(item)
             return
         queue = self._queue
-        if not queue and len(items) == 1 and type(items[0]) is bytes:
-            # Speed: the keep-alive hot path (one response, head and small body already in one
-            # bytes object, nothing queued) is one send() with no queue, join or loop.
-            self._send_now(items[0])
-            return
+        if not queue and items and type(items[0]) is bytes:
+            # Speed: the keep-alive hot paths, with nothing queued: one response whose head and
+            # small body are one bytes object is one send() with no queue, join or loop; a head
+            # and a large cached body are one sendmsg() that gathers them without a copy.
+            if len(items) == 1:
+                self._send_now(items[0])
+                return
+            if len(items) == 2 and type(items[1]) is bytes:
+                self._send_gathered(items)  # type: ignore[arg-type]  # both checked: bytes
+                return
         busy = bool(queue)  # then the socket is full and its owner waits for writable
         run: list[bytes] = []  # consecutive bytes items, coalesced into one send
         for item in items:
@@ -161,6 +168,19 @@ class Transport:
             # Partial: the socket buffer is full. A memoryview slice shares the bytes.
             self._queue.append(memoryview(data)[sent:] if sent else data)
             self._pending += len(data) - sent
+
+    def _send_gathered(self, parts: list[bytes]) -> None:
+        """Send ``parts`` with one ``sendmsg``, the queue empty; queue what was not taken."""
+        try:
+            sent = self.sock.sendmsg(parts)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            self._fail(error, "sendmsg")
+            return
+        for part in unsent_parts(parts, sent):
+            self._queue.append(part)
+            self._pending += len(part)
 
     def _enqueue_bytes(self, run: list[bytes]) -> None:
         data = run[0] if len(run) == 1 else b"".join(run)

@@ -38,6 +38,8 @@ class BaseServer:
         static: Handler = handler or StaticHandler(
             config.root, index_names=config.index_names, listing=config.listing,
             follow_symlinks=config.follow_symlinks)
+        self.static_handler = static if isinstance(static, StaticHandler) else None
+        """The file handler when it is ours (a model may tune it: ``check_round``)."""
         self.handler: Handler = self._with_stats_page(static) if config.stats_path else static
         self.access_log = None if config.quiet else AccessLog.open(config.access_log,
                                                                    config.log_format)

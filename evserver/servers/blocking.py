@@ -64,6 +64,7 @@ from typing import Any
 from evserver.accesslog import AccessLog
 from evserver.bodies import Item
 from evserver.config import ServerConfig
+from evserver.http.events import Request
 from evserver.net.blocking import send_items
 from evserver.net.listener import (
     ACCEPT_BATCH,
@@ -72,7 +73,7 @@ from evserver.net.listener import (
     configure_client_socket,
     peer_name,
 )
-from evserver.protocol import AccessRecord, ServerProtocol
+from evserver.protocol import ServerProtocol
 from evserver.servers.base import BaseServer
 from evserver.stats import Stats
 
@@ -243,9 +244,10 @@ class SharedAccessLog:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
 
-    def __call__(self, record: AccessRecord) -> None:
+    def __call__(self, peer: str, timestamp: float, request: Request | None, status: int,
+                 body_bytes: int) -> None:
         with self._lock:
-            self._log(record)
+            self._log(peer, timestamp, request, status, body_bytes)
             now = time.monotonic()
             if now - self._last_flush >= LOG_FLUSH_SECONDS:
                 self._last_flush = now

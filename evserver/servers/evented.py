@@ -18,6 +18,19 @@ Shutdown, callable from any thread or a signal handler (it only queues a call in
 the first call stops accepting, closes idle connections and lets the others finish what they are
 sending, up to ``config.drain_timeout``; the loop ends when the last connection closes. A second
 call (or the drain timeout) aborts everything at once.
+
+Freshness checks in rounds (issue 7): a cached small file is re-verified with ``os.stat`` once per
+loop iteration, not once per request: the server advances the static handler's ``check_round``
+before each poll, and the first request for a file in an iteration does the check for the rest.
+Why that is as safe as a stat per request: the check is made after the poll returned, and each
+connection is read at most once per iteration, by a recv made after the poll found it readable.
+A request that was waiting in the kernel when the poll returned therefore sees the file as it was
+at a moment after the request arrived, which is all a stat per request guarantees; in particular
+a client that changes a file, then asks for it, is answered from a fresh check. The one
+difference: bytes that arrive between the poll and the read of their connection (microseconds;
+only a client pipelining behind an earlier request can have them read then) may see the file as
+of that iteration's first check. Under load the stat (a quarter of a small request's cost here)
+is shared by every request of a busy iteration. ``--stat-every-request`` turns rounds off.
 """
 
 from __future__ import annotations
@@ -84,8 +97,10 @@ class EventedServer(BaseServer):
         self._test_sndbuf: int | None = None
         """Test hook: SO_SNDBUF for accepted sockets (a tiny buffer forces partial sendfile)."""
         self._log_timer: Timer | None = None
-        if self.access_log is not None:
-            self.reactor.before_poll = self._flush_log_if_due
+        if not config.stat_every_request and self.static_handler is not None:
+            self.static_handler.check_round = 0
+        if self.access_log is not None or self.static_handler is not None:
+            self.reactor.before_poll = self._before_poll
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -148,6 +163,14 @@ class EventedServer(BaseServer):
         return {}
 
     # -- the access log ---------------------------------------------------------------------
+
+    def _before_poll(self) -> None:
+        """Between two iterations: a new freshness round, and the access log if due."""
+        static = self.static_handler
+        if static is not None and static.check_round is not None:
+            static.check_round += 1
+        if self.access_log is not None:
+            self._flush_log_if_due()
 
     def _flush_log_if_due(self) -> None:
         """Before each poll: write the log if enough lines wait, else make sure a timer will.
