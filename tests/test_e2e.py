@@ -21,7 +21,17 @@ from pathlib import Path
 
 import pytest
 
+from evserver.servers.blocking import BlockingServer
+from evserver.servers.evented import EventedServer
 from tests.conftest import MODEL_PARAMS, RunningServer, make_big_file, raw_exchange
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` with a deadline (the server's state, not a fixed sleep)."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.005)
 
 
 def connect(server: RunningServer, timeout: float = 10) -> http.client.HTTPConnection:
@@ -72,6 +82,39 @@ def test_the_evented_model_checks_files_once_per_loop_iteration(
         blocking = start_server(model=model)
         assert blocking.server.static_handler is not None
         assert blocking.server.static_handler.check_round is None
+
+
+def _receiving_a_request(running: RunningServer) -> bool:
+    """Some connection holds part of a request (white-box: each model's own registry)."""
+    server = running.server
+    if isinstance(server, EventedServer):
+        return any(c.protocol.mid_request for c in list(server.connections))
+    assert isinstance(server, BlockingServer)
+    return any(p is not None and p.mid_request for p in list(server._live.values()))
+
+
+def _stopping(running: RunningServer) -> bool:
+    server = running.server
+    if isinstance(server, EventedServer):
+        return server._shutdown_level > 0  # set in the loop's thread, a moment after the call
+    assert isinstance(server, BlockingServer)
+    return server._stopping  # set by shutdown() itself
+
+
+def test_a_graceful_stop_lets_a_request_being_received_finish(server: RunningServer) -> None:
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n")  # the head, but its end
+        wait_for(lambda: _receiving_a_request(server), "the server holds the partial head")
+        server.server.shutdown()
+        wait_for(lambda: _stopping(server), "the stop has begun")
+        sock.sendall(b"\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):  # the answer, then the close: the server is stopping
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert reply.endswith(b"\r\n\r\n" + (server.root / "small.txt").read_bytes())
+    server.thread.join(10)
+    assert not server.thread.is_alive()
 
 
 def test_urllib_follows_the_folder_redirect_and_gets_the_index(server: RunningServer) -> None:

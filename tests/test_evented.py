@@ -239,6 +239,45 @@ def test_slowloris_is_cut_off_by_the_header_timeout(start_server: StartServer,
     assert handle.server.stats.timeouts["header"] == 1
 
 
+def test_a_request_behind_a_long_transfer_gets_its_header_time_after_it(
+        start_server: StartServer, docroot: Path) -> None:
+    """The server stops reading while a response is going out, so a request that arrived in
+    part behind it cannot be finished meanwhile: its header clock restarts once the output has
+    drained, instead of running out during the transfer (a 408 the client could not avoid)."""
+    header_timeout = 0.5
+    size = 4 * 1024 * 1024
+    make_big_file(docroot / "big.bin", size)
+    handle = start_server(header_timeout=header_timeout)
+    evented(handle)._test_sndbuf = TINY_SNDBUF  # the kernel holds little: the server keeps
+    client = socket.socket()  # the output queued until the client has read most of it
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # set before connect
+    client.settimeout(CLIENT_TIMEOUT)
+    with client:
+        client.connect(handle.address)
+        client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /small.txt HTTP/1.1\r\nHo")
+        started = time.monotonic()
+        reader = ResponseReader(client)
+        while b"\r\n\r\n" not in reader.buffer:
+            reader._more("the big head")
+        head_length = reader.buffer.index(b"\r\n\r\n") + 4
+        while len(reader.buffer) < head_length + size:
+            if time.monotonic() - started < 2 * header_timeout:
+                time.sleep(0.01)  # a slow reader (pacing the client, not waiting for a result):
+                chunk = client.recv(16 * 1024)  # 16 KiB per 10 ms, 1.6 MiB by the timeout x 2
+                assert chunk, "closed inside the big body"
+                reader.buffer += chunk
+            else:
+                reader._more("the big body")
+        assert time.monotonic() - started > header_timeout  # the transfer outlasted the timeout
+        client.sendall(b"st: t\r\n\r\n")  # the rest of the second request, at once
+        head, body = reader.read()
+        assert head.startswith(b"HTTP/1.1 200 ") and len(body) == size
+        head, body = reader.read()
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert body == SMALL_BODY
+    assert handle.server.stats.timeouts["header"] == 0
+
+
 def test_idle_keep_alive_connection_is_closed(start_server: StartServer, selector: str) -> None:
     handle = start_server(selector=selector, idle_timeout=0.3)
     with socket.create_connection(handle.address, timeout=CLIENT_TIMEOUT) as sock:

@@ -6,8 +6,9 @@ What it measures: the cost of one ``GET`` of a small cached file on a keep-alive
 1. ``syscalls``: a bare ``recv`` of the request plus a bare ``send`` of an equal-sized response on
    the same loopback TCP pair (what no Python server can avoid);
 2. ``connection``: ``Connection._on_event(EVENT_READ)``, the whole evented path (recv, parse,
-   handler, head, send, interest mask, deadline), syscalls included; then the same with the
-   access log on (written to /dev/null, flushed as the evented server does);
+   handler with its ``os.stat``, head, send, interest mask, deadline), syscalls included; then the
+   same with the access log on (written to /dev/null, flushed as the evented server does), and
+   with the file's check shared (a busy loop iteration: an earlier request made the stat);
 3. ``protocol``: ``ServerProtocol.receive`` alone (parser + handler + head), no socket;
 4. ``parser``: the parser's events for one head; ``handler``: ``StaticHandler`` on a parsed
    request (which includes one ``os.stat``); ``stat``: that ``os.stat`` alone.
@@ -98,14 +99,17 @@ def bench_syscalls(response_size: int) -> float:
         server.close()
 
 
-def bench_connection(root: str, access_log: AccessLog | None = None) -> tuple[float, int]:
+def bench_connection(root: str, access_log: AccessLog | None = None,
+                     shared_check: bool = False) -> tuple[float, int]:
     client, server = _tcp_pair()
     server.setblocking(False)
     reactor = Reactor()
     stats = Stats("evented", reactor.selector_name)
     config = ServerConfig(root=root, quiet=access_log is None)
-    protocol = ServerProtocol(StaticHandler(root), peer="127.0.0.1", stats=stats,
-                              access_log=access_log)
+    handler = StaticHandler(root)
+    if shared_check:  # every request in one round: the file's stat was made by an earlier one
+        handler.check_round = 0
+    protocol = ServerProtocol(handler, peer="127.0.0.1", stats=stats, access_log=access_log)
     connection = Connection(reactor, server, protocol, config=config, peer="127.0.0.1",
                             stats=stats)
     on_event = connection._on_event
@@ -202,6 +206,7 @@ def main() -> int:
         ("connection (whole evented path)", connection),
         ("  = python overhead", connection - syscalls),
         ("connection, access log on", logged),
+        ("connection, stat shared by a round", bench_connection(root, shared_check=True)[0]),
         ("protocol.receive (no socket)", bench_protocol(root)),
         ("parser (3 events)", bench_parser()),
         ("handler (cached, with stat)", bench_handler(root)),

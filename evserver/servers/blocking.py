@@ -41,9 +41,12 @@ asked to close and left nothing unread (``protocol.linger`` false), a plain clos
 
 Shutdown (both models): ``shutdown()`` sets a flag, wakes the accept loop through a self-pipe (a
 ``socketpair`` watched with the listener: portable, and safe from a signal handler) and shuts the
-*reading* side of every live connection. A connection waiting for a request then sees end of
-input and closes at once; one in the middle of a response finishes it, then sees the end of
-input. A watchdog thread forces the rest closed (``SHUT_RDWR``: blocked calls fail at once) when
+*reading* side of every live connection but those in the middle of receiving a request. A
+connection waiting for a request then sees end of input and closes at once; one in the middle of
+a response finishes it, then sees the end of input; one receiving a request reads the rest,
+answers it and then, seeing the flag, closes (as in the evented model). A request that starts
+arriving in the instant between that check and the shutdown of its socket is cut short (400). A
+watchdog thread forces the rest closed (``SHUT_RDWR``: blocked calls fail at once) when
 ``config.drain_timeout`` has passed; a second ``shutdown()`` does so immediately. Sockets are
 only ever *shut down* from other threads, never closed: the thread that owns one closes it, so a
 descriptor number is never reused under someone's feet.
@@ -103,15 +106,18 @@ per request)."""
 
 
 def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
-          stats: Stats, on_idle: Callable[[], None] | None = None) -> None:
+          stats: Stats, on_idle: Callable[[], None] | None = None,
+          stopping: Callable[[], bool] | None = None) -> None:
     """Serve the connection ``sock`` with ``protocol`` until it ends, then close ``sock``.
 
     ``on_idle`` is called each time the connection waits for a new request (the iterative
     server writes out its access log then, having no other moment while a client lingers).
+    ``stopping`` is asked at the same moments: once it says True, the connection closes instead
+    of waiting (a graceful stop lets a request in progress finish first).
     """
     server_closes_first = False
     try:
-        server_closes_first = _converse(sock, protocol, config, stats, on_idle)
+        server_closes_first = _converse(sock, protocol, config, stats, on_idle, stopping)
     except OSError as error:  # reset, broken pipe, send timeout, a file that shrank: drop it
         log.debug("%r dropped: %s", protocol, error)
     except Exception:  # a bug must not kill the accept loop or the connection's thread silently
@@ -149,7 +155,8 @@ def _send(sock: socket.socket, items: list[Item], config: ServerConfig, stats: S
 
 
 def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
-              stats: Stats, on_idle: Callable[[], None] | None) -> bool:
+              stats: Stats, on_idle: Callable[[], None] | None,
+              stopping: Callable[[], bool] | None) -> bool:
     """The conversation. Returns True when the server ends it (linger), False when the peer did
     or it went idle."""
     if sock.gettimeout() is not None:
@@ -165,6 +172,8 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
     idle_wait = header_timeout if header_timeout > 0 else idle_timeout
     while True:
         if request_deadline is None:
+            if stopping is not None and stopping():
+                return False  # a graceful stop, and no request in progress: close now
             wanted = idle_wait
             if on_idle is not None:
                 on_idle()
@@ -280,7 +289,8 @@ class BlockingServer(BaseServer):
         self._forced = False
         self._stop_requested = threading.Event()
         self._finished = threading.Event()
-        self._live: set[socket.socket] = set()
+        self._live: dict[socket.socket, ServerProtocol | None] = {}
+        """Open connections and their conversations (None until it starts)."""
         # Reentrant: shutdown() may run in a signal handler on the very thread that holds it.
         self._live_lock = threading.RLock()
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -321,10 +331,13 @@ class BlockingServer(BaseServer):
     def serve_connection(self, sock: socket.socket, peer: str) -> None:
         """Drive one connection to its end and forget it (on whichever thread runs it)."""
         try:
-            drive(sock, self.new_protocol(peer), self.config, self.stats, self.on_idle)
+            protocol = self.new_protocol(peer)
+            with self._live_lock:
+                self._live[sock] = protocol
+            drive(sock, protocol, self.config, self.stats, self.on_idle, self._is_stopping)
         finally:
             with self._live_lock:
-                self._live.discard(sock)
+                self._live.pop(sock, None)
                 self.stats.connections_open -= 1
             self.connection_ended()
 
@@ -401,7 +414,7 @@ class BlockingServer(BaseServer):
             sock.close()
             return
         with self._live_lock:
-            self._live.add(sock)
+            self._live[sock] = None
             self.stats.connections_total += 1
             self.stats.connections_open += 1
             if self._stopping:  # shutdown raced with this accept: treat it like the others
@@ -420,8 +433,11 @@ class BlockingServer(BaseServer):
             return
         self._stopping = True
         self.wake()
-        self._shut_live(socket.SHUT_RD)
+        self._shut_live(socket.SHUT_RD, spare_mid_request=True)
         self._stop_requested.set()
+
+    def _is_stopping(self) -> bool:
+        return self._stopping
 
     def _force(self, reason: str) -> None:
         self._forced = True
@@ -438,9 +454,13 @@ class BlockingServer(BaseServer):
         if not self._finished.wait(self.config.drain_timeout):
             self._force(f"drain timeout ({self.config.drain_timeout:g} s)")
 
-    def _shut_live(self, how: int) -> None:
+    def _shut_live(self, how: int, spare_mid_request: bool = False) -> None:
+        """Shut down ``how`` every live connection; with ``spare_mid_request``, not those
+        receiving a request (their threads see ``stopping`` once they have answered it)."""
         with self._live_lock:
-            for sock in list(self._live):
+            for sock, protocol in list(self._live.items()):
+                if spare_mid_request and protocol is not None and protocol.mid_request:
+                    continue
                 _shut(sock, how)
 
     def wake(self) -> None:

@@ -77,7 +77,7 @@ class ThreadedServer(BlockingServer):
 
     def _abandon(self, sock: socket.socket) -> None:
         with self._live_lock:
-            self._live.discard(sock)
+            self._live.pop(sock, None)
             self.stats.connections_open -= 1
         sock.close()
 
