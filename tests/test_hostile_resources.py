@@ -289,7 +289,15 @@ def test_low_descriptor_limit_pauses_accepting_and_recovers(
         del held[:10]
         waiting.settimeout(CLIENT_TIMEOUT)
         response = ResponseReader(waiting).next()
-        assert response is not None and response.status == 200, "never recovered"
+        assert response is not None and response.status in (200, 503), "never accepted"
+        # Accepted once the first descriptor came back; its file's open may still race the
+        # other closes (a 503 on a connection that stays usable). Soon it must be a 200.
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        while response.status != 200:
+            assert time.monotonic() < deadline, "never recovered"
+            waiting.sendall(GET_SMALL)
+            response = ResponseReader(waiting).next()
+            assert response is not None, "the waiting client was dropped"
         for sock in held[:10]:
             assert _served(sock, CLIENT_TIMEOUT), "not served after descriptors were freed"
     finally:
