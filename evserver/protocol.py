@@ -250,8 +250,11 @@ class ServerProtocol:
             answered += 1
             if self.should_close:
                 return out
-            if (answered >= MAX_RESPONSES_PER_BATCH or batch_bytes >= MAX_BATCH_BODY_BYTES) \
-                    and parser.buffered:
+            if not parser.buffered:
+                # Speed: nothing more was received, so the next event can only be NEED_DATA
+                # (the end of input is fed alone, and no request ends at it): skip asking.
+                return out
+            if answered >= MAX_RESPONSES_PER_BATCH or batch_bytes >= MAX_BATCH_BODY_BYTES:
                 self.paused = True
                 return out
 
