@@ -18,8 +18,7 @@ Invariants:
 
 - Items go out strictly in order; consecutive ``bytes`` items are sent together (one gathering
   ``sendmsg``, or one ``send`` of their join), so a response head and its body leave in one
-  system call (and one TCP segment: with
-  TCP_NODELAY, two small writes would cost two segments).
+  system call (and one TCP segment: with TCP_NODELAY, two small writes would cost two segments).
 - A file region is sent completely or an exception is raised: if the file ends before the
   region does (it shrank under us), :class:`FileShrankError` aborts the connection. A short body
   would desynchronise the client's framing, so never pad and never stop silently.
