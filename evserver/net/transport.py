@@ -126,16 +126,13 @@ class Transport:
                 release(item)
             return
         queue = self._queue
-        if not queue and items and type(items[0]) is bytes:
-            # Speed: the keep-alive hot paths, with nothing queued: one response whose head and
-            # small body are one bytes object is one send() with no queue, join or loop; a head
-            # and a large cached body are one sendmsg() that gathers them without a copy.
-            if len(items) == 1:
-                self._send_now(items[0])
-                return
-            if len(items) == 2 and type(items[1]) is bytes:
-                self._send_gathered(items)  # type: ignore[arg-type]  # both checked: bytes
-                return
+        # Speed: the keep-alive hot paths, with nothing queued: one response whose head and small
+        # body are one bytes object is one send() with no queue, join or loop; a head and a large
+        # cached body are one sendmsg() that gathers them without a copy.
+        if not queue and items and type(items[0]) is bytes and (
+                len(items) == 1 or (len(items) == 2 and type(items[1]) is bytes)):
+            self._send_now(items)  # type: ignore[arg-type]  # checked: bytes only
+            return
         busy = bool(queue)  # then the socket is full and its owner waits for writable
         run: list[bytes] = []  # consecutive bytes items, coalesced into one send
         for item in items:
@@ -155,30 +152,22 @@ class Transport:
         if not busy:
             self.flush()
 
-    def _send_now(self, data: bytes) -> None:
-        """Send ``data`` with the queue empty; queue what the socket did not take."""
+    def _send_now(self, parts: list[bytes]) -> None:
+        """Send ``parts`` with the queue empty (one part: ``send``; two: one gathering
+        ``sendmsg``); queue what the socket did not take, as views sharing the bytes."""
         try:
-            sent = self.sock.send(data)
+            if len(parts) == 1:
+                sent = self.sock.send(parts[0])
+                if sent == len(parts[0]):
+                    return  # the common case: the socket took it all
+            else:
+                sent = self.sock.sendmsg(parts)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as error:
             self._fail(error, "send")
             return
-        if sent < len(data):
-            # Partial: the socket buffer is full. A memoryview slice shares the bytes.
-            self._queue.append(memoryview(data)[sent:] if sent else data)
-            self._pending += len(data) - sent
-
-    def _send_gathered(self, parts: list[bytes]) -> None:
-        """Send ``parts`` with one ``sendmsg``, the queue empty; queue what was not taken."""
-        try:
-            sent = self.sock.sendmsg(parts)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as error:
-            self._fail(error, "sendmsg")
-            return
-        for part in unsent_parts(parts, sent):
+        for part in unsent_parts(parts, sent):  # the socket buffer is full
             self._queue.append(part)
             self._pending += len(part)
 
