@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.rst").read_text()
 CI_SCRIPT = (ROOT / ".ci" / "run").read_text()
 

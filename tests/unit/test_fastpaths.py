@@ -19,7 +19,7 @@ from evserver.http.events import END_OF_MESSAGE, NEED_DATA, Data, Request
 from evserver.http.parser import RequestParser
 from evserver.protocol import MAX_CACHED_HEADS, ServerProtocol
 from tests.conftest import MODEL_PARAMS, RunningServer
-from tests.test_protocol import echo_handler, flatten, get, parse_responses
+from tests.unit.test_protocol import echo_handler, flatten, get, parse_responses
 
 
 def test_skip_end_of_message_only_right_after_a_bodiless_request() -> None:

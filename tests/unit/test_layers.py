@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "evserver"
+PACKAGE = Path(__file__).resolve().parents[2] / "evserver"
 
 # layer prefix -> module prefixes it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {

@@ -18,8 +18,8 @@ from evserver.http.parser import (
     RequestParser,
     State,
 )
-from tests.corpus.feeding import SPLITTERS, byte_by_byte, parse_pieces
-from tests.corpus.parser_corpus import CASES, Case, get, post
+from tests.unit.corpus.feeding import SPLITTERS, byte_by_byte, parse_pieces
+from tests.unit.corpus.parser_corpus import CASES, Case, get, post
 
 FOLLOW_UP = b"GET /next HTTP/1.1\r\nHost: next.example\r\n\r\n"
 

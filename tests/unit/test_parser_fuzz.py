@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evserver.http.parser import _FIELD_BLOCK, _FIELD_LINES
-from tests.corpus.feeding import parse_pieces
-from tests.corpus.parser_corpus import CASES
+from tests.unit.corpus.feeding import parse_pieces
+from tests.unit.corpus.parser_corpus import CASES
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -22,7 +22,7 @@ from evserver.static import (
     StaticHandler,
     content_type_for,
 )
-from tests.test_static_helpers import (
+from tests.support.static import (
     LARGE,
     SMALL,
     body_of,

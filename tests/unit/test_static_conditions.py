@@ -18,7 +18,7 @@ from evserver.static_conditions import (
     if_range_holds,
     parse_byte_ranges,
 )
-from tests.test_static_helpers import LARGE, SMALL, body_of, field, fields_of, make_tree, request
+from tests.support.static import LARGE, SMALL, body_of, field, fields_of, make_tree, request
 
 ETAG = '"abc-14-1f"'
 MTIME = 1_000_000_000  # Sun, 09 Sep 2001 01:46:40 GMT

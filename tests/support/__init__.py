@@ -1,0 +1,1 @@
+"""Helpers the tests and the tools share (no tests here)."""
