@@ -28,8 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningServer, make_big_file
-from tools.fuzz_server import HTTPResponse, MalformedResponse, ResponseReader, parse_one
+from tests.support.responses import HTTPResponse, MalformedResponse, ResponseReader, parse_one
+from tests.support.servers import RunningServer
+from tests.support.trees import make_big_file
 
 CLIENT_TIMEOUT = 20.0
 SMALL_RCVBUF = 32 * 1024

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import RunningServer
-from tools.fuzz_server import HTTPResponse, exchange, parse_responses, read_until_close
+from tests.support.responses import HTTPResponse, exchange, parse_responses, read_until_close
+from tests.support.servers import RunningServer
 
 SERVER_TIMEOUT = 2.0
 """The servers' header/idle timeouts here: a case the server wrongly waits on ends in 408."""

@@ -21,16 +21,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RunningServer
-from tools.fuzz_server import (
-    CORPUS,
-    MalformedResponse,
-    Target,
-    exchange,
-    fuzz,
-    mutate,
-    parse_responses,
-)
+from tests.support.responses import MalformedResponse, exchange, parse_responses
+from tests.support.servers import RunningServer
+from tools.fuzz_server import CORPUS, Target, fuzz, mutate
 
 CI_INPUTS = 300
 """Inputs per model in CI (a few seconds each); the by-hand runs use --seconds."""

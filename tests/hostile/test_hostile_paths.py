@@ -26,8 +26,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.conftest import RunningServer, ServerProcess
-from tools.fuzz_server import HTTPResponse, exchange
+from tests.support.processes import ServerProcess
+from tests.support.responses import HTTPResponse, exchange
+from tests.support.servers import RunningServer
 
 SECRET = b"TOP-SECRET-7f3a9c outside the root\n"
 CLIENT_TIMEOUT = 8.0

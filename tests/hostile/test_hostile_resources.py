@@ -33,8 +33,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RunningServer, ServerProcess
-from tools.fuzz_server import MalformedResponse, ResponseReader, exchange, parse_one
+from tests.support.processes import ServerProcess
+from tests.support.responses import MalformedResponse, ResponseReader, exchange, parse_one
+from tests.support.servers import RunningServer
 
 CLIENT_TIMEOUT = 10.0
 SETTLE_SECONDS = 10.0

@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import RunningServer, make_big_file
-from tools.fuzz_server import MalformedResponse, ResponseReader, exchange, parse_responses
+from tests.support.responses import MalformedResponse, ResponseReader, exchange, parse_responses
+from tests.support.servers import RunningServer
+from tests.support.trees import make_big_file
 
 HEADER_TIMEOUT = 0.5
 IDLE_TIMEOUT = 1.0

@@ -23,7 +23,9 @@ import pytest
 
 from evserver.servers.blocking import BlockingServer
 from evserver.servers.evented import EventedServer
-from tests.conftest import MODEL_PARAMS, RunningServer, make_big_file, raw_exchange
+from tests.support.clients import raw_exchange
+from tests.support.servers import MODEL_PARAMS, RunningServer
+from tests.support.trees import make_big_file
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:

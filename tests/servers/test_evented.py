@@ -26,12 +26,9 @@ import pytest
 
 from evserver.connection import HIGH_WATER
 from evserver.servers.evented import EventedServer
-from tests.conftest import (
-    SELECTORS_HERE,
-    RunningServer,
-    ServerProcess,
-    make_big_file,
-)
+from tests.support.processes import ServerProcess
+from tests.support.servers import SELECTORS_HERE, RunningServer
+from tests.support.trees import make_big_file
 
 CLIENT_TIMEOUT = 15.0
 """Far above every server timeout used here: reaching it means the server never acted."""

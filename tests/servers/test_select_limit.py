@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from evserver.servers.evented import SELECT_FD_HEADROOM
-from tests.conftest import RunningServer, ServerProcess
+from tests.support.processes import ServerProcess
+from tests.support.servers import RunningServer
 
 FD_SETSIZE = 1024
 CLIENTS = 1100

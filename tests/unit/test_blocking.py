@@ -23,7 +23,8 @@ from evserver.bodies import FileRegion, Item
 from evserver.net import blocking
 from evserver.net.blocking import FileShrankError, send_items, send_region
 from evserver.protocol import MAX_RESPONSES_PER_BATCH
-from tests.conftest import BIG_FILE_SIZE, RunningServer, make_big_file
+from tests.support.servers import RunningServer
+from tests.support.trees import BIG_FILE_SIZE, make_big_file
 
 SMALL_BUFFER = 4096
 """Socket buffer size that forces partial sends and sendfile calls for a file of a few MiB."""

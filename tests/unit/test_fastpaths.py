@@ -18,7 +18,7 @@ from evserver.bodies import Response
 from evserver.http.events import END_OF_MESSAGE, NEED_DATA, Data, Request
 from evserver.http.parser import RequestParser
 from evserver.protocol import MAX_CACHED_HEADS, ServerProtocol
-from tests.conftest import MODEL_PARAMS, RunningServer
+from tests.support.servers import MODEL_PARAMS, RunningServer
 from tests.unit.test_protocol import echo_handler, flatten, get, parse_responses
 
 
