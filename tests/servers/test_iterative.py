@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from tests.unit.test_blocking import WAIT, at_eof, open_client, read_response
+from tests.support.clients import WAIT, at_eof, open_client, read_response
 
 REQUEST = b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
 

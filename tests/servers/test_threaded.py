@@ -13,8 +13,8 @@ import socket
 import threading
 
 from evserver.servers.threaded import THREAD_STACK_SIZE
+from tests.support.clients import WAIT, at_eof, open_client, read_response
 from tests.support.trees import make_big_file
-from tests.unit.test_blocking import WAIT, at_eof, open_client, read_response
 
 REQUEST = b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
 

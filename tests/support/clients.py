@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import TYPE_CHECKING, BinaryIO
 
 from tests.support.responses import read_until_close
+
+if TYPE_CHECKING:
+    from tests.support.servers import RunningServer
+
+WAIT = 10.0
+"""Upper bound on any single wait of a blocking client: reached only when the server is broken."""
 
 
 def raw_exchange(address: tuple[str, int], data: bytes, timeout: float = 10.0) -> bytes:
@@ -45,3 +52,31 @@ def close_with_reset(sock: socket.socket) -> None:
     """Close so that the kernel sends RST instead of FIN (the server sees ECONNRESET)."""
     linger_zero(sock)
     sock.close()
+
+
+# -- one request at a time over a buffered reader (``sock.makefile("rb")``) ----------------------
+
+
+def open_client(server: RunningServer, timeout: float = WAIT) -> socket.socket:
+    return socket.create_connection(server.address, timeout=timeout)
+
+
+def read_response(stream: BinaryIO) -> tuple[int, dict[str, str], bytes]:
+    """One response from a buffered reader: (status, fields in lower case, body)."""
+    status_line = stream.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    fields = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        fields[name.strip().lower()] = value.strip()
+    body = stream.read(int(fields.get("content-length", "0")))
+    return int(status_line.split()[1]), fields, body
+
+
+def at_eof(sock: socket.socket) -> bool:
+    """True when the server has closed ``sock`` (waits at most WAIT for it)."""
+    sock.settimeout(WAIT)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
