@@ -1,15 +1,12 @@
-"""The speed shortcuts of issue 7, each checked to change nothing a client can see.
+"""The hot path's speed shortcuts, each checked to change nothing a client can see.
 
 Every shortcut on the hot path (skipping the END_OF_MESSAGE round trip, the per-second head
 cache, closing without lingering, the batched access log) has a slow, obviously-correct
-equivalent; these tests pin the shortcut to it.
+equivalent; these tests pin the shortcut to it, on the parser and the protocol alone. The
+shortcuts only a running server shows are in tests/servers/test_fastpaths_live.py.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +15,6 @@ from evserver.bodies import Response
 from evserver.http.events import END_OF_MESSAGE, NEED_DATA, Data, Request
 from evserver.http.parser import RequestParser
 from evserver.protocol import MAX_CACHED_HEADS, ServerProtocol
-from tests.support.servers import MODEL_PARAMS, RunningServer
 from tests.unit.test_protocol import echo_handler, flatten, get, parse_responses
 
 
@@ -85,30 +81,6 @@ def test_head_cache_follows_the_clock_and_stays_correct_past_its_bound(
                for r, t in zip(responses, targets, strict=True))
 
 
-@pytest.mark.parametrize(("model", "selector"), MODEL_PARAMS[:1] + MODEL_PARAMS[-2:])
-def test_access_log_lines_reach_the_file_while_the_server_is_idle(
-        start_server: Callable[..., RunningServer], tmp_path: Path, model: str,
-        selector: str) -> None:
-    log_path = tmp_path / "access.log"
-    server = start_server(model=model, selector=selector, quiet=False,
-                          access_log=str(log_path), log_format="combined")
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("GET", "/small.txt", headers={"User-Agent": "fastpath-test"})
-    assert conn.getresponse().read() == b"hello, world\n"
-    # No more traffic: the batched log must still be written within about a second.
-    deadline = time.monotonic() + 10
-    text = ""
-    while time.monotonic() < deadline:
-        text = log_path.read_text() if log_path.exists() else ""
-        if "fastpath-test" in text:
-            break
-        time.sleep(0.05)  # polling a file for a condition, with a deadline
-    assert '"GET /small.txt HTTP/1.1" 200 13 "-" "fastpath-test"' in text
-    conn.close()
-
-
 def test_a_stray_line_break_after_a_request_leaves_the_connection_idle() -> None:
     """RFC 9112 2.2: empty lines before a request are skipped, so a client's trailing CRLF (or
     half of one) must not turn an idle connection into a "request in progress" (408 later)."""
@@ -119,14 +91,3 @@ def test_a_stray_line_break_after_a_request_leaves_the_connection_idle() -> None
     assert not protocol.mid_request
     protocol.receive(b"G")
     assert protocol.mid_request
-
-
-def test_a_client_that_never_speaks_is_closed_by_the_header_timeout(
-        start_server: Callable[..., RunningServer], model_name: tuple[str, str]) -> None:
-    """Every model gives a silent new connection header_timeout, not idle_timeout, to start."""
-    import socket
-
-    model, selector = model_name
-    server = start_server(model=model, selector=selector, header_timeout=0.3, idle_timeout=60)
-    with socket.create_connection(server.address, timeout=20) as silent:
-        assert silent.recv(1024) == b""  # closed without a word, long before idle_timeout
