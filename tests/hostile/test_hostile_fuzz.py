@@ -14,15 +14,14 @@ been fuzzed still answers normally, with its descriptors back to baseline and it
 
 from __future__ import annotations
 
-import os
 import random
-import time
 from collections.abc import Callable
 
 import pytest
 
+from tests.support.procfs import open_fds, rss_kib
 from tests.support.responses import MalformedResponse, exchange, parse_responses
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, settle
 from tools.fuzz_server import CORPUS, Target, fuzz, mutate
 
 CI_INPUTS = 300
@@ -72,18 +71,6 @@ def test_mutator_is_deterministic_for_a_seed() -> None:
     assert any(m not in CORPUS for m in first)
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 @pytest.fixture
 def fuzz_server(start_server: Callable[..., RunningServer],
                 model_name: tuple[str, str]) -> RunningServer:
@@ -92,18 +79,10 @@ def fuzz_server(start_server: Callable[..., RunningServer],
                         send_timeout=2, drain_timeout=1)
 
 
-def _settle(server: RunningServer) -> int:
-    stats = server.server.stats
-    deadline = time.monotonic() + 10
-    while stats.connections_open and time.monotonic() < deadline:
-        time.sleep(0.02)  # waiting for the server to close its sockets (bounded)
-    return open_fds()
-
-
 def test_fuzzing_the_live_server(fuzz_server: RunningServer) -> None:
     exchange(fuzz_server.address, b"GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close"
              b"\r\n\r\n")
-    _settle(fuzz_server)
+    settle(fuzz_server)
     thread = fuzz_server.thread
     target = Target(fuzz_server.address, count_fds=open_fds, is_alive=thread.is_alive,
                     probe_body=b"hello, world\n")
@@ -121,7 +100,7 @@ def test_after_all_of_it_the_server_is_as_before(fuzz_server: RunningServer) -> 
     for _ in range(3):
         exchange(fuzz_server.address, b"GET /medium.bin HTTP/1.1\r\nHost: t\r\n"
                  b"Connection: close\r\n\r\n")
-    baseline_fds = _settle(fuzz_server)
+    baseline_fds = settle(fuzz_server)
     target = Target(fuzz_server.address, count_fds=open_fds, is_alive=fuzz_server.thread.is_alive)
     report = fuzz(target, seed=99, max_inputs=100, timeout=8)
     assert not report.failures, report.summary()
@@ -133,6 +112,6 @@ def test_after_all_of_it_the_server_is_as_before(fuzz_server: RunningServer) -> 
                             b"Connection: close\r\n\r\n")
     assert responses[0].status == 200
     assert responses[0].body == (fuzz_server.root / "medium.bin").read_bytes()
-    assert _settle(fuzz_server) <= baseline_fds
+    assert settle(fuzz_server) <= baseline_fds
     # Memory: 400 more hostile inputs must not grow the process by more than noise.
     assert rss_after - rss_before < 8 * 1024, (rss_before, rss_after)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.processes import ServerProcess
+from tests.support.procfs import cpu_seconds, rss_kib
 from tests.support.responses import MalformedResponse, ResponseReader, exchange, parse_one
 from tests.support.servers import RunningServer
 
@@ -169,20 +170,6 @@ def settled_baseline(server: ServerProcess) -> int:
     before = server.open_fds()
     fetch_small(server.address)
     return wait_for_fds(server, before + 1)  # may still count that request's closing socket
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks (USER_HZ)
 
 
 def fetch_small(address: tuple[str, int]) -> None:

@@ -21,18 +21,17 @@ behaviour (the stall ends at the timeout, then the next client is served) instea
 
 from __future__ import annotations
 
-import os
 import resource
 import select
 import socket
-import struct
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.clients import linger_zero
 from tests.support.responses import MalformedResponse, ResponseReader, exchange, parse_responses
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, settle
 from tests.support.trees import make_big_file
 
 HEADER_TIMEOUT = 0.5
@@ -41,35 +40,8 @@ SEND_TIMEOUT = 1.0
 CLIENT_TIMEOUT = 10.0
 """Far above every server timeout: a client that waits this long means the server never acted."""
 
-FD_SETTLE_SECONDS = 10.0
-"""Deadline for the server to close every connection it still holds."""
-
 GET_SMALL = b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
 SMALL_BODY = b"hello, world\n"
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def settle(server: RunningServer) -> int:
-    """Wait until the server holds no connection; then this process's descriptor count.
-
-    The server closes a connection's socket a moment after the client sees it close, so a count
-    taken right after a request could still include it. ``connections_open`` is decremented
-    after the socket is closed (under a lock in the threaded model).
-    """
-    stats = server.server.stats
-    deadline = time.monotonic() + FD_SETTLE_SECONDS
-    while stats.connections_open > 0 and time.monotonic() < deadline:
-        time.sleep(0.02)  # waiting for a condition with a deadline
-    assert stats.connections_open == 0, f"{stats.connections_open} connections never closed"
-    return open_fds()
-
-
-def linger_zero(sock: socket.socket) -> None:
-    """Make close() send a reset (RST) instead of a FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import select
 import socket
-import struct
 
 import pytest
 
 from evserver.protocol import MAX_RESPONSES_PER_BATCH
-from tests.support.clients import WAIT, open_client, read_response
+from tests.support.clients import WAIT, linger_zero, open_client, read_response
+from tests.support.procfs import open_fds
 from tests.support.trees import BIG_FILE_SIZE, make_big_file
 
 BLOCKING_MODELS = ["threaded", "iterative"]
@@ -175,13 +174,13 @@ def test_a_second_shutdown_stops_at_once(start_server, blocking_model, docroot):
 
 def test_descriptors_come_back_after_resets_and_errors(start_server, blocking_model):
     server = start_server(model=blocking_model)
-    before = len(os.listdir("/proc/self/fd"))
+    before = open_fds()
     for n in range(30):
         sock = open_client(server)
         if n % 3 == 0:
             sock.sendall(b"GET /medium.bin HTTP/1.1\r\nHost: t\r\n\r\n")
             sock.recv(10)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            linger_zero(sock)
         elif n % 3 == 1:
             sock.sendall(b"NOT HTTP\r\n\r\n")
             sock.recv(10)
@@ -191,4 +190,4 @@ def test_descriptors_come_back_after_resets_and_errors(start_server, blocking_mo
         assert read_response(stream)[0] == 200
         assert stream.read() == b""
     server.stop()  # (the fixture's own stop() then finds it stopped)
-    assert len(os.listdir("/proc/self/fd")) <= before - 3  # listener and wake-up pair closed too
+    assert open_fds() <= before - 3  # listener and wake-up pair closed too

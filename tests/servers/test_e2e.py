@@ -26,14 +26,7 @@ from evserver.servers.evented import EventedServer
 from tests.support.clients import raw_exchange
 from tests.support.servers import MODEL_PARAMS, RunningServer
 from tests.support.trees import make_big_file
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` with a deadline (the server's state, not a fixed sleep)."""
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.005)
+from tests.support.waiting import wait_until
 
 
 def connect(server: RunningServer, timeout: float = 10) -> http.client.HTTPConnection:
@@ -106,9 +99,9 @@ def _stopping(running: RunningServer) -> bool:
 def test_a_graceful_stop_lets_a_request_being_received_finish(server: RunningServer) -> None:
     with socket.create_connection(server.address, timeout=10) as sock:
         sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n")  # the head, but its end
-        wait_for(lambda: _receiving_a_request(server), "the server holds the partial head")
+        wait_until(lambda: _receiving_a_request(server), "the server holds the partial head")
         server.server.shutdown()
-        wait_for(lambda: _stopping(server), "the stop has begun")
+        wait_until(lambda: _stopping(server), "the stop has begun")
         sock.sendall(b"\r\n")
         reply = b""
         while chunk := sock.recv(65536):  # the answer, then the close: the server is stopping

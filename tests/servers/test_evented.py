@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,15 +25,14 @@ import pytest
 
 from evserver.connection import HIGH_WATER
 from evserver.servers.evented import EventedServer
+from tests.support.clients import close_with_reset
 from tests.support.processes import ServerProcess
 from tests.support.servers import SELECTORS_HERE, RunningServer
 from tests.support.trees import make_big_file
+from tests.support.waiting import wait_until
 
 CLIENT_TIMEOUT = 15.0
 """Far above every server timeout used here: reaching it means the server never acted."""
-
-SETTLE_SECONDS = 10.0
-"""Deadline for a condition the server reaches a moment after the client sees it (a close)."""
 
 TINY_SNDBUF = 64 * 1024
 """Server-side SO_SNDBUF for the partial-sendfile tests (the kernel doubles it): 20 MiB take over
@@ -51,14 +49,6 @@ StartProcess = Callable[..., ServerProcess]
 @pytest.fixture(params=SELECTORS_HERE)
 def selector(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` until true, failing after SETTLE_SECONDS (a deadline, not a sleep)."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.01)
 
 
 def evented(handle: RunningServer) -> EventedServer:
@@ -300,12 +290,6 @@ def test_an_error_response_is_readable_then_the_server_closes(start_server: Star
 # -- resets, descriptors, limits ----------------------------------------------------------------
 
 
-def reset(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the kernel sends RST instead of FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
 def test_a_reset_mid_transfer_leaves_the_server_healthy(
         start_server: StartServer, docroot: Path, selector: str) -> None:
     make_big_file(docroot / "big.bin")
@@ -314,7 +298,7 @@ def test_a_reset_mid_transfer_leaves_the_server_healthy(
         sock = socket.create_connection(handle.address, timeout=CLIENT_TIMEOUT)
         sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-        reset(sock)
+        close_with_reset(sock)
     wait_until(lambda: handle.server.stats.connections_open == 0, "reset connections closed")
     with socket.create_connection(handle.address, timeout=CLIENT_TIMEOUT) as sock:
         sock.sendall(GET_SMALL)
@@ -390,10 +374,10 @@ def test_descriptors_back_to_baseline_after_thousands_of_requests(
         sock = socket.create_connection(address, timeout=CLIENT_TIMEOUT)  # a reset mid-file
         sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n" * (1 + round_number % 3))
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-        reset(sock)
+        close_with_reset(sock)
         sock = socket.create_connection(address, timeout=CLIENT_TIMEOUT)  # half a request
         sock.sendall(b"GET /small.txt HTTP/1.1\r\nHo")
-        reset(sock)
+        close_with_reset(sock)
     wait_until(lambda: server.open_fds() == baseline,
                f"server descriptors back to {baseline} (now {server.open_fds()})")
 

@@ -7,9 +7,7 @@ tests/test_blocking.py.
 
 from __future__ import annotations
 
-import socket
-
-from tests.support.clients import WAIT, at_eof, open_client, read_response
+from tests.support.clients import WAIT, at_eof, close_with_reset, open_client, read_response
 
 REQUEST = b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -69,8 +67,7 @@ def test_a_client_that_resets_does_not_stop_the_server(start_server):
     sock = open_client(server)
     sock.sendall(b"GET /medium.bin HTTP/1.1\r\nHost: t\r\n\r\n")
     sock.recv(10)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")  # reset on close
-    sock.close()
+    close_with_reset(sock)
     with open_client(server) as other, other.makefile("rb") as stream:
         other.sendall(REQUEST)
         assert read_response(stream)[2] == b"hello, world\n"

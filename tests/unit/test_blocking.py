@@ -18,6 +18,7 @@ import pytest
 from evserver.bodies import FileRegion, Item
 from evserver.net import blocking
 from evserver.net.blocking import FileShrankError, send_items, send_region
+from tests.support.clients import read_exactly
 
 SMALL_BUFFER = 4096
 """Socket buffer size that forces partial sends and sendfile calls for a file of a few MiB."""
@@ -47,17 +48,6 @@ def data_file(tmp_path: Path) -> tuple[Path, bytes]:
     path = tmp_path / "data.bin"
     path.write_bytes(content)
     return path, content
-
-
-def read_exactly(sock: socket.socket, count: int) -> bytes:
-    chunks = []
-    while count:
-        chunk = sock.recv(min(count, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        count -= len(chunk)
-    return b"".join(chunks)
 
 
 def read_all(sock: socket.socket) -> bytes:

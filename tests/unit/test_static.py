@@ -22,6 +22,7 @@ from evserver.static import (
     StaticHandler,
     content_type_for,
 )
+from tests.support.procfs import open_fds
 from tests.support.static import (
     LARGE,
     SMALL,
@@ -29,7 +30,6 @@ from tests.support.static import (
     field,
     fields_of,
     make_tree,
-    open_fds,
     request,
 )
 

@@ -12,7 +12,8 @@ import pytest
 from evserver import static
 from evserver.bodies import FileRegion
 from evserver.static import SMALL_FILE_CACHE_LIMIT, StaticHandler
-from tests.support.static import LARGE, SMALL, body_of, field, make_tree, open_fds, request
+from tests.support.procfs import open_fds
+from tests.support.static import LARGE, SMALL, body_of, field, make_tree, request
 
 
 @pytest.fixture

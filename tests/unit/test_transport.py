@@ -16,6 +16,7 @@ import pytest
 from evserver.bodies import FileRegion, Item
 from evserver.net.transport import Transport
 from evserver.stats import Stats
+from tests.support.clients import linger_zero, read_exactly
 
 TINY_BUFFER = 4096
 """SO_SNDBUF for the sender: forces many partial sends (the kernel doubles it)."""
@@ -58,16 +59,6 @@ def pair() -> Iterator[tuple[CountingSocket, socket.socket]]:
     yield server, client
     server.close()
     client.close()
-
-
-def read_exactly(sock: socket.socket, count: int) -> bytes:
-    chunks = []
-    while count:
-        chunk = sock.recv(min(count, 1 << 20))
-        assert chunk, "peer closed early"
-        chunks.append(chunk)
-        count -= len(chunk)
-    return b"".join(chunks)
 
 
 def pump(transport: Transport, client: socket.socket, total: int) -> bytes:
@@ -232,7 +223,7 @@ def test_close_drains_first(pair: tuple[CountingSocket, socket.socket]) -> None:
 
 def test_peer_reset_aborts_quietly(pair: tuple[CountingSocket, socket.socket]) -> None:
     server, client = pair
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")  # RST on close
+    linger_zero(client)  # RST on close
     client.close()
     transport = Transport(server)
     for _ in range(100):  # the first send may still succeed; one of them meets the reset
