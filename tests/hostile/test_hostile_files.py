@@ -1,7 +1,7 @@
 """Files that change under the server, and files larger than 2 GiB.
 
-Issue 8, part 5. The server sends a file from a descriptor it opened when the request arrived,
-with a Content-Length taken from ``fstat`` at that moment. Then:
+The server sends a file from a descriptor it opened when the request arrived, with a Content-Length
+taken from ``fstat`` at that moment. Then:
 
 - the file is **truncated** mid-transfer: the promised length can no longer be met. The client
   must see the connection end before Content-Length bytes arrived (so it knows the body is

@@ -1,11 +1,10 @@
 """Hostile framing: every shape where two parsers could disagree on where a request ends.
 
-Issue 8, part 1. Request smuggling needs two HTTP processors (a proxy and this server) to split
-the same bytes into different requests. The defence is to accept only framing that RFC 9112
-makes unambiguous and to reject everything else with a status and a closed connection, so no
-byte after the disagreement is ever read as a request. Each case below is sent over a real socket
-to every model and selector, and checked with the strict response reader of
-``tools/fuzz_server.py``:
+Request smuggling needs two HTTP processors (a proxy and this server) to split the same bytes into
+different requests. The defence is to accept only framing that RFC 9112 makes unambiguous and to
+reject everything else with a status and a closed connection, so no byte after the disagreement is
+ever read as a request. Each case below is sent over a real socket to every model and selector, and
+checked with the strict response reader (``tests/support/responses.py``):
 
 - a rejected case gets exactly one response, with the expected status and ``Connection: close``,
   and then the server closes by itself (we never half-close, so a server that waits for more

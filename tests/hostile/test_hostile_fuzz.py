@@ -1,15 +1,16 @@
 """Fuzzing the live server (bounded, for CI), and the checker the fuzzer relies on.
 
-Issue 8, parts 6 and 7. ``tools/fuzz_server.py`` sends seeded mutations of a corpus of requests
-to a running server and checks, after each input, that the server is alive (a probe request gets
-its 200), that everything it sent parses as strictly well-formed HTTP/1.1, and that descriptors
-do not leak. Here it runs a few hundred inputs against every model and selector in-process (its
-descriptor count is this process's, which is exact once the fuzzer's sockets are closed). Long
-runs are by hand: ``python -m tools.fuzz_server --seconds 600`` (see its docstring).
+``tools/fuzz_server.py`` sends seeded mutations of a corpus of requests to a running server and
+checks, after each input, that the server is alive (a probe request gets its 200), that
+everything it sent parses as strictly well-formed HTTP/1.1, and that descriptors do not leak.
+Here it runs a few hundred inputs against every model and selector in-process (its descriptor
+count is this process's, which is exact once the fuzzer's sockets are closed). Long runs are by
+hand: ``python -m tools.fuzz_server --seconds 600`` (see its docstring).
 
-A checker that accepts anything proves nothing, so the strict response reader is tested first
-against responses that are subtly broken. The last test is "after all of it": a server that has
-been fuzzed still answers normally, with its descriptors back to baseline and its memory flat.
+A checker that accepts anything proves nothing, so the strict response reader the fuzzer and the
+hostile suites share (``tests/support/responses.py``) is tested first against responses that are
+subtly broken. The last test is "after all of it": a server that has been fuzzed still answers
+normally, with its descriptors back to baseline and its memory flat.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
 """Resource exhaustion: descriptor limits, pipelining floods, 10,000 connections, parser limits.
 
-Issue 8, part 4.
-
 - **Parser limits, at and just past each one** (every model, in-process): a request exactly at a
   limit is served, one byte more earns the limit's status and a closed connection.
 - **Pipelining flood** (every model, child process so its memory can be read): a client sends
@@ -16,7 +14,7 @@ Issue 8, part 4.
   open at once (``slow``, about 4 s): the evented model. The threaded model passes too, but takes
   about a minute here (20 s for the crowd, then some 40 s for 10,000 threads to wake and exit
   after the clients close: they queue for the GIL), over the CI budget, so it is left out;
-  ``tests/test_hostile_slow.py`` holds 2,000 idle connections against it instead.
+  ``tests/hostile/test_hostile_slow.py`` holds 2,000 idle connections against it instead.
 
 Descriptor counts of a child server come from ``/proc/PID/fd``; the count is polled until it is
 back to the baseline (a wait for a condition, bounded by a deadline).

@@ -1,13 +1,13 @@
 """Slow, stalled and vanishing clients: every timeout fires, everyone else stays served.
 
-Issue 8, part 3. The servers here run with short timeouts (fractions of a second to a second),
-so each case takes about one timeout. A client paces itself by waiting on its own socket
-(``select`` with a timeout: "until the server closes, or the next drip is due"), never by blind
-sleeps. Where a test must know the server has released its descriptors (they are closed a moment
-after the client sees the close), it polls the server's ``connections_open`` counter until it
-is zero, bounded by a deadline (a wait for a condition, not for readiness), then checks
-``/proc/self/fd`` holds no more than the baseline taken the same way (other parts of the test
-process may close descriptors meanwhile, so "no more", not "exactly").
+The servers here run with short timeouts (fractions of a second to a second), so each case takes
+about one timeout. A client paces itself by waiting on its own socket (``select`` with a timeout:
+"until the server closes, or the next drip is due"), never by blind sleeps. Where a test must know
+the server has released its descriptors (they are closed a moment after the client sees the close),
+it polls the server's ``connections_open`` counter until it is zero, bounded by a deadline (a wait
+for a condition, not for readiness), then checks ``/proc/self/fd`` holds no more than the baseline
+taken the same way (other parts of the test process may close descriptors meanwhile, so "no more",
+not "exactly").
 
 No assertion is about speed. "Cut off in time" is asserted by what the client managed to send
 before the server closed (a slowloris that could drip its whole head was not cut off), and

@@ -254,7 +254,7 @@ def _normalised(reply: bytes) -> bytes:
 
 def test_every_model_gives_identical_responses(start_server: Callable[..., RunningServer],
                                                ) -> None:
-    """Issue 5: the models differ in concurrency only, so their bytes on the wire are the same."""
+    """The models differ in concurrency only, so their bytes on the wire are the same."""
     replies: dict[str, list[bytes]] = {}
     for model, selector in MODEL_PARAMS:
         server = start_server(model=model, selector=selector)
@@ -271,7 +271,7 @@ def test_every_model_gives_identical_responses(start_server: Callable[..., Runni
 def test_two_hundred_concurrent_clients(server: RunningServer) -> None:
     if server.model == "iterative":
         pytest.skip("iterative serves one connection at a time by design; "
-                    "tests/test_iterative.py checks its head-of-line behaviour")
+                    "tests/servers/test_iterative.py checks its head-of-line behaviour")
     socks = [socket.create_connection(server.address, timeout=20) for _ in range(200)]
     try:
         for sock in socks:

@@ -1,4 +1,4 @@
-"""End-to-end tests of the evented server (issue 4): real sockets on port 0, every selector here.
+"""End-to-end tests of the evented server: real sockets on port 0, every selector here.
 
 Servers run in-process (``start_server`` from conftest: ``serve_forever`` in a thread) or as a
 child process (``start_process``: ``python -m evserver``) where signals or the server's own

@@ -1,8 +1,8 @@
 """The iterative model's documented behaviour: one connection at a time (head-of-line blocking).
 
 A second client waits until the first closes or times out; nothing here measures how long, only
-the order in which things happen. What every model shares is in tests/test_e2e.py and
-tests/test_blocking.py.
+the order in which things happen. What every model shares is in tests/servers/test_e2e.py and
+tests/servers/test_blocking_models.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""select() and descriptors >= 1024 (issue 5, item 3): cap, refuse with a log line, stay healthy.
+"""select() and descriptors >= 1024: cap, refuse with a log line, stay healthy.
 
 ``select()`` takes bit sets of FD_SETSIZE (1024) bits: it cannot watch a descriptor numbered 1024
 or above. The evented server with ``--selector select`` caps its connections below that, says so

@@ -1,8 +1,8 @@
 """The threaded model's own promises: many clients at once, a stalled client costs only its own
 thread, the bound on threads, idle connections closed promptly on shutdown, whole log lines.
 
-What every model shares is tested in tests/test_e2e.py and (for the blocking models) in
-tests/test_blocking.py.
+What every model shares is tested in tests/servers/test_e2e.py and (for the blocking models) in
+tests/servers/test_blocking_models.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The request parser against its corpus, fed every way, plus the rules the corpus cannot show.
 
-Each corpus case (``tests/corpus/parser_corpus.py``) is fed whole, one byte at a time and in
+Each corpus case (``tests/unit/corpus/parser_corpus.py``) is fed whole, one byte at a time and in
 three seeded random splits. A valid case is followed by a pipelined ``GET /next`` that must come
 out intact, so a body consumed one byte too few or too many fails the test.
 """
