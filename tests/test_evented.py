@@ -24,7 +24,7 @@ from selectors import EVENT_READ
 
 import pytest
 
-from evserver.connection import HIGH_WATER
+from evserver.drivers.evented import HIGH_WATER
 from evserver.servers.evented import EventedServer
 from tests.conftest import (
     SELECTORS_HERE,
