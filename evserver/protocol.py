@@ -83,8 +83,9 @@ aborted mid-transfer still logs the full length, as nginx logs what it meant to 
 ``$body_bytes_sent`` is not available).
 
 Speed: five positional arguments, no record object: a call with a tuple or a small class built
-per response costs measurably more (``tools/bench_hotpath.py``). The request is passed whole, so the log reads only the
-fields its format shows (a common-format log never looks up Referer or User-Agent)."""
+per response costs measurably more (``tools/bench_hotpath.py``). The request is passed whole,
+so the log reads only the fields its format shows (a common-format log never looks up Referer or
+User-Agent)."""
 
 
 MAX_CACHED_HEADS = 256
