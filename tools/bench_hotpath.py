@@ -32,7 +32,7 @@ from selectors import EVENT_READ
 
 from evserver.accesslog import FLUSH_LINES, AccessLog
 from evserver.config import ServerConfig
-from evserver.connection import Connection
+from evserver.drivers.evented import Connection
 from evserver.event.reactor import Reactor
 from evserver.http.parser import RequestParser
 from evserver.protocol import ServerProtocol

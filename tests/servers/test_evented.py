@@ -23,7 +23,7 @@ from selectors import EVENT_READ
 
 import pytest
 
-from evserver.connection import HIGH_WATER
+from evserver.drivers.evented import HIGH_WATER
 from evserver.servers.evented import EventedServer
 from tests.support.clients import close_with_reset
 from tests.support.processes import ServerProcess

@@ -1,11 +1,13 @@
-"""One accepted socket in the evented server: transport + protocol + deadlines, glued.
+"""The evented driver: one accepted socket in the event loop (transport + protocol + deadlines).
 
 What this module knows: how the evented pieces fit. The reactor says "readable" or "writable";
 the transport moves bytes; the protocol decides what to answer and whether to go on. What it must
 not know: parsing details (it asks ``protocol.mid_request``, never looks at bytes), handlers, the
 accept loop. The shape follows uvicorn's ``h11_impl``: on data, feed and send; while output is
 queued, stop reading (backpressure); when it drains, resume the protocol or wait for the next
-request.
+request. Its blocking twin, ``evserver.drivers.blocking.drive``, runs the same conversation in a
+loop of blocking calls; both take their read size, deadlines and lingering close from
+``evserver.drivers.policy``.
 
 One method, ``_update()``, runs after every event and decides everything that depends on state:
 resume a paused protocol, begin closing, the selector interest mask, and the deadline. Nothing
@@ -26,11 +28,10 @@ itself once at the new deadline. Only a deadline moving *earlier* (idle -> heade
 heap entry. So a connection serving thousands of requests per second touches the heap about once
 per timeout period, not once per request.
 
-Closing: after the last response is flushed and the protocol says close, the connection shuts down
-its writing side (``SHUT_WR``), then reads and discards input until EOF or ``LINGER_SECONDS``.
-Closing at once with unread input in the kernel's buffer would send a reset that can destroy the
-response before the client reads it (RFC 9112 9.6). Except when ``protocol.linger`` is false (the
-client asked to close and left nothing unread): then a plain close.
+Closing: after the last response is flushed and the protocol says close, a lingering close
+(``evserver.drivers.policy``: shut down writing, then read and discard input until EOF,
+``LINGER_SECONDS`` or ``LINGER_MAX_BYTES``), except when ``protocol.linger`` is false (the client
+asked to close and left nothing unread): then a plain close.
 
 Invariants: ``reactor.modify`` is only called when the mask changes (it is a system call); the
 socket is unregistered before it is closed; a closed connection ignores late events and timers; a
@@ -46,6 +47,15 @@ from selectors import EVENT_READ, EVENT_WRITE
 from typing import TYPE_CHECKING
 
 from evserver.bodies import Item
+from evserver.drivers.policy import (
+    HEADER,
+    IDLE,
+    LINGER_MAX_BYTES,
+    LINGER_SECONDS,
+    RECV_SIZE,
+    SEND,
+    shut_down_writing,
+)
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
 from evserver.net.transport import Transport
@@ -57,32 +67,24 @@ if TYPE_CHECKING:  # only for annotations: this module needs no HTTP code to run
 
 log = logging.getLogger("evserver.connection")
 
-READ_SIZE = 64 * 1024
-"""Bytes asked of one recv(): a whole pipelined burst fits, and CPython shrinks the buffer to what
-arrived. One recv per readiness event (the selector is level-triggered, so leftovers wake us
-again): looping until EAGAIN would add a failing system call to every keep-alive request."""
 
 HIGH_WATER = 64 * 1024
 """Queued output above which we stop reading: a client that pipelines without reading can make
 us hold at most this much (plus one batch of the protocol) -- about one socket buffer's worth."""
 
-LINGER_SECONDS = 2.0
-"""After shutting down our side, how long we read and discard input so the client can read the
-response instead of a reset (Apache's lingering close uses 2 s)."""
-
 NO_TIMER = float("inf")
 
-# What the deadline is for (and what happens when it passes).
-IDLE, HEADER, SEND, LINGER = "idle", "header", "send", "linger"
+LINGER = "linger"
+"""The fourth deadline, besides the policy's three: the end of a lingering close."""
 
 
 class Connection:
     """The evented driver of one connection. Created by the server after accept()."""
 
-    __slots__ = ("_deadline", "_idle_timeout", "_kind", "_last_progress", "_lingering", "_mask",
-                 "_on_closed", "_peer_eof", "_reactor", "_receiving", "_request_started",
-                 "_stats", "_timer", "_timer_when", "closed", "config", "draining", "fd", "peer",
-                 "protocol", "transport")
+    __slots__ = ("_deadline", "_idle_timeout", "_kind", "_last_progress", "_lingered",
+                 "_lingering", "_mask", "_on_closed", "_peer_eof", "_reactor", "_receiving",
+                 "_request_started", "_stats", "_timer", "_timer_when", "closed", "config",
+                 "draining", "fd", "peer", "protocol", "transport")
 
     def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol, *,
                  config: ServerConfig, peer: str = "-", stats: Stats | None = None,
@@ -99,6 +101,8 @@ class Connection:
         self.draining = False
         """The server is shutting down: close as soon as no request is in progress."""
         self._lingering = False
+        self._lingered = 0
+        """Bytes read and discarded while lingering."""
         self._peer_eof = False
         self._receiving = False
         """``protocol.mid_request`` as of the last ``_update()`` (the protocol only changes
@@ -153,12 +157,15 @@ class Connection:
 
     def _on_readable(self) -> None:
         transport = self.transport
-        data = transport.recv(READ_SIZE)
+        # One recv per readiness event (the selector is level-triggered, so leftovers wake us
+        # again): looping until EAGAIN would add a failing system call to every request.
+        data = transport.recv(RECV_SIZE)
         if data is None:
             return
         if self._lingering:
-            if not data:
-                self._finish()  # the client has read everything and closed: done
+            self._lingered += len(data)
+            if not data or self._lingered >= LINGER_MAX_BYTES:
+                self._finish()  # the client has read everything and closed, or will not stop
             return  # input after our response is discarded
         if not data:
             if transport.closed:
@@ -278,12 +285,11 @@ class Connection:
         if self._peer_eof or not self.protocol.linger:
             self._finish()
             return
-        try:
-            self.transport.sock.shutdown(socket.SHUT_WR)
-        except OSError:
+        if not shut_down_writing(self.transport.sock):
             self._finish()
             return
         self._lingering = True
+        self._lingered = 0
         if self._mask != EVENT_READ:
             self._mask = EVENT_READ
             self._reactor.modify(self.fd, EVENT_READ, self._on_event)
