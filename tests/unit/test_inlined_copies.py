@@ -22,7 +22,7 @@ from evserver.event.reactor import Reactor
 from evserver.http.events import Request
 from evserver.protocol import ServerProtocol
 from evserver.stats import Stats
-from tests.test_protocol import echo_handler, get
+from tests.unit.test_protocol import echo_handler, get
 
 SMALL_SNDBUF = 4096
 """A tiny send buffer, so that pipelined responses back up into the transport's queue."""
