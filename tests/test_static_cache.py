@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from evserver import static
 from evserver.bodies import FileRegion
 from evserver.static import SMALL_FILE_CACHE_LIMIT, StaticHandler
+from evserver.static import cache as static_cache
 from tests.test_static_helpers import LARGE, SMALL, body_of, field, make_tree, open_fds, request
 
 
@@ -218,16 +218,16 @@ def test_a_new_first_index_replaces_a_listing(handler: StaticHandler, root: str)
 def test_the_cache_is_bounded(
     handler: StaticHandler, root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(static, "CACHE_MAX_ENTRIES", 3)
+    monkeypatch.setattr(static_cache, "CACHE_MAX_ENTRIES", 3)
     for index in range(10):
         with open(os.path.join(root, f"f{index}.txt"), "wb") as f:
             f.write(b"%d" % index)
     for index in range(10):
         assert body_of(handler(request(f"/f{index}.txt"))) == b"%d" % index
     assert len(handler._cache) == 3
-    monkeypatch.setattr(static, "CACHE_MAX_BYTES", len(SMALL) + 1)
+    monkeypatch.setattr(static_cache, "CACHE_MAX_BYTES", len(SMALL) + 1)
     assert body_of(handler(request("/small.txt"))) == SMALL
-    assert handler._cache_bytes == len(SMALL) + 1  # two one-byte entries evicted
+    assert handler._cache.held_bytes == len(SMALL) + 1  # two one-byte entries evicted
     assert list(handler._cache) == ["/f9.txt", "/small.txt"]
 
 
