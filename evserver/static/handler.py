@@ -124,11 +124,31 @@ class StaticHandler:
         them; a cached file is then verified once per round, by its first request, and the
         round's later requests trust that check. The evented server advances it once per loop
         iteration (see its module docstring for why that is as safe as a stat per request); the
-        threaded server leaves it None, since its threads have no common rounds."""
+        threaded server leaves it None, since its threads have no common rounds. Read it; only
+        :meth:`share_checks_per_round` and :meth:`next_check_round` change it."""
 
     @property
     def root(self) -> str:
         return self._root
+
+    def share_checks_per_round(self) -> None:
+        """From now on, check a cached small file once per round of requests, not per request.
+
+        For a server whose requests come in rounds (the evented loop's iterations), which then
+        calls :meth:`next_check_round` between two rounds.
+        """
+        if self.check_round is None:
+            self.check_round = 0
+
+    def next_check_round(self) -> None:
+        """A new round begins: each cached file is checked again by its next request.
+
+        Called between every two loop iterations, so it stays one comparison and one store; a
+        no-op unless :meth:`share_checks_per_round` was called.
+        """
+        check_round = self.check_round
+        if check_round is not None:
+            self.check_round = check_round + 1
 
     def __call__(self, request: Request) -> Response:
         method = request.method
