@@ -1,6 +1,6 @@
 """Hostile paths: no byte outside the document root, no header or markup injected by a name.
 
-Issue 8, part 2. The tree under test is the standard document root plus traps around it: a
+The tree under test is the standard document root plus traps around it: a
 secret file and folder *next to* the root, symlinks from inside pointing out (to a file, to a
 folder, absolute and relative, one in a subfolder), symlinks that stay inside (served), a symlink
 loop, and names holding CR/LF, quotes, ``<script>`` and ``&``. Every request-target below is sent

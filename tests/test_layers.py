@@ -1,4 +1,4 @@
-"""The architecture in DESIGN.md, checked: each layer imports only what it may know about.
+"""The layers drawn in evserver/__init__.py, checked: each imports only what it may know about.
 
 Walks every module of the package with ``ast`` and compares its imports with the rules below, so
 the picture in ``evserver/__init__.py`` stays true as the code grows.
