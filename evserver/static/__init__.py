@@ -11,14 +11,15 @@ the transport sends with ``os.sendfile``.
 
 How the modules fit (an arrow: "imports")::
 
-    handler ──> paths        request-target -> names under the root, and the Location back
-       │   ──> cache        FileEntry, and the stat-validated cache of small files
-       │   ──> conditions   RFC 9110 13 preconditions: pure functions on field values
-       │   ──> ranges       RFC 9110 14 Range: parsing, the single and multipart 206 ──> cache,
-       │                    conditions (If-Range)
-       │   ──> listing      a directory's HTML page
-       │   ──> media_types  file name -> Content-Type
-       └─────> refusals     Refusal (an error status) and the errno -> status table
+    handler ─┬─> paths        request-target -> names under the root, and a Location back
+             ├─> cache        FileEntry, and the stat-validated cache of small files
+             ├─> conditions   RFC 9110 13 preconditions: pure functions on field values
+             ├─> ranges       RFC 9110 14 Range: parsing, the single and multipart 206
+             ├─> listing      a directory's HTML page
+             ├─> media_types  file name -> Content-Type
+             └─> refusals     Refusal (an error status) and the errno -> status table
+
+    ranges ──> cache (FileEntry), conditions (If-Range);   paths, ranges ──> refusals
 
 ``handler`` is the entry: "open, ``fstat``, decide". A request takes one of two ways. The fast
 way: the raw path is a key of the cache; the entry is verified (one ``os.stat``, or none when the
@@ -28,10 +29,12 @@ names, the handler opens the file inside the root and reads its ``fstat``, then 
 directory (redirect, index file, ``listing``, 403) or a regular file (read into a new cache entry
 when small, then ``conditions`` and ``ranges``, else the whole file).
 
-Errors travel one way. A helper that cannot go on (a malformed or forbidden path, a missing or
+Errors travel one way. Whatever cannot go on (a malformed or forbidden path, a missing or
 unreadable file, an unsatisfiable range, a failed precondition) raises ``Refusal`` with the
-status; the handler's entry catches it, once, and builds the error page. The helpers therefore
-return only values, and the happy path tests no status codes.
+status, from the helper that finds it or from the handler itself; the handler's entry catches it,
+once, and builds the error page. So decoding a path, opening a file and answering a range return
+only values. (The pure rules of ``conditions`` still answer with a status number: a 304 is not a
+refusal.)
 
 The modules below the handler never import it, and the pure ones (``paths``, ``conditions``,
 ``ranges``, ``media_types``) never import ``os``: only the handler opens and reads files, the

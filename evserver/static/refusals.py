@@ -7,9 +7,9 @@ not know: how the error page looks or how a response is built; the handler's ent
 :class:`Refusal` and turns it into the error response.
 
 Invariants: a ``Refusal`` is an answer for the client (a bad path, a missing file, a range nobody
-can satisfy), never a bug, so it carries no message and is never logged; the one errno table
-below is the only place an ``OSError`` becomes a status, and an errno it does not hold is a 500
-with one log line.
+can satisfy), never a bug, so it carries no message; the one errno table below is the only place
+an ``OSError`` becomes a status, and an errno it does not hold is a 500 with one log line (the
+only refusal that is logged: the server, not the client, has a problem).
 """
 
 from __future__ import annotations
