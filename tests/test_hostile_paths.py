@@ -1,14 +1,15 @@
 """Hostile paths: no byte outside the document root, no header or markup injected by a name.
 
-Issue 8, part 2. The tree under test is the standard document root plus traps around it: a
+The tree under test is the standard document root plus traps around it: a
 secret file and folder *next to* the root, symlinks from inside pointing out (to a file, to a
 folder, absolute and relative, one in a subfolder), symlinks that stay inside (served), a symlink
 loop, and names holding CR/LF, quotes, ``<script>`` and ``&``. Every request-target below is sent
 raw to every model; whatever the status, the secret must not appear in any response.
 
-Statuses follow the decisions in ``evserver/static.py``'s docstring: malformed (bad escape,
-invalid or overlong UTF-8, NUL) -> 400; a name that cannot be served (``.``, ``..``, ``%2F``,
-backslash, empty segment, a symlink out of the root) -> 404; unreadable -> 403.
+Statuses follow the decisions in the docstrings of ``evserver.static.paths`` and
+``evserver.static.handler``: malformed (bad escape, invalid or overlong UTF-8, NUL) -> 400; a
+name that cannot be served (``.``, ``..``, ``%2F``, backslash, empty segment, a symlink out of the
+root) -> 404; unreadable -> 403.
 
 Files without read permission need a server that is not root (root reads everything): when the
 tests run as root, that server is a child process without the capabilities that bypass them.

@@ -108,7 +108,7 @@ def bench_connection(root: str, access_log: AccessLog | None = None,
     config = ServerConfig(root=root, quiet=access_log is None)
     handler = StaticHandler(root)
     if shared_check:  # every request in one round: the file's stat was made by an earlier one
-        handler.check_round = 0
+        handler.share_checks_per_round()
     protocol = ServerProtocol(handler, peer="127.0.0.1", stats=stats, access_log=access_log)
     connection = Connection(reactor, server, protocol, config=config, peer="127.0.0.1",
                             stats=stats)
