@@ -47,7 +47,7 @@ from evserver.http.errors import HTTPError
 from evserver.http.events import CLOSED, END_OF_MESSAGE, NEED_DATA, Request
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
 from evserver.http.parser import RequestParser
-from evserver.http.response import response_head
+from evserver.http.response import response_head, status_line
 from evserver.stats import Stats
 
 log = logging.getLogger("evserver.protocol")
@@ -65,7 +65,7 @@ JOIN_LIMIT = 8 * 1024
 separate item, and the drivers gather head and body with one sendmsg() instead: copying 64 KiB
 costs about 2.5 us, more than the gathering does; copying 8 KiB costs about as much as it."""
 
-CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONTINUE_RESPONSE = status_line(100) + b"\r\n"
 """RFC 9110 15.2.1: an interim response, sent before reading a body the client is holding back."""
 
 REQUEST_TIMEOUT_STATUS = 408
