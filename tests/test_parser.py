@@ -333,15 +333,26 @@ def test_known_field_names_are_lowered_tokens() -> None:
 
 
 def test_the_memos_hold_only_what_the_checks_accept() -> None:
-    heads = [get(), b"GET /other HTTP/1.1\r\nHost: memo.example\r\n\r\n",
-             b"OPTIONS * HTTP/1.0\r\n\r\n"]
-    assert parse_pieces(heads).error is None
-    assert "memo.example" in checks.VALID_HOSTS
-    assert "OPTIONS * HTTP/1.0" in checks.VALID_REQUEST_LINES
-    for host in checks.VALID_HOSTS:
-        checks.check_host(host)
-    for line, known in list(checks.VALID_REQUEST_LINES.items()):
-        assert checks.parse_request_line(line) == known
+    # The memos are per process and bounded: empty them (in place, as the parser holds them) so
+    # that what this test parses is remembered whatever ran before, then put them back.
+    hosts, lines = set(checks.VALID_HOSTS), dict(checks.VALID_REQUEST_LINES)
+    checks.VALID_HOSTS.clear()
+    checks.VALID_REQUEST_LINES.clear()
+    try:
+        heads = [get(), b"GET /other HTTP/1.1\r\nHost: memo.example\r\n\r\n",
+                 b"OPTIONS * HTTP/1.0\r\n\r\n", b"GET /bad HTTP/1.1\r\nHost: a b\r\n\r\n"]
+        assert parse_pieces(heads).error is not None  # the last Host is invalid
+        assert "memo.example" in checks.VALID_HOSTS and "a b" not in checks.VALID_HOSTS
+        assert "OPTIONS * HTTP/1.0" in checks.VALID_REQUEST_LINES
+        for host in checks.VALID_HOSTS:
+            checks.check_host(host)
+        for line, known in list(checks.VALID_REQUEST_LINES.items()):
+            assert checks.parse_request_line(line) == known
+    finally:
+        checks.VALID_HOSTS.clear()
+        checks.VALID_HOSTS.update(hosts)
+        checks.VALID_REQUEST_LINES.clear()
+        checks.VALID_REQUEST_LINES.update(lines)
 
 
 # --- linear cost ------------------------------------------------------------------------------
