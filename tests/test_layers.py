@@ -18,6 +18,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "evserver.http": ("socket", "selectors", "threading", "os", "io", "logging", "evserver.bodies",
                       "evserver.static", "evserver.protocol", "evserver.net", "evserver.event",
                       "evserver.drivers", "evserver.servers", "evserver.cli"),
+    # Inside it: the phrase table and the grammar know nothing of the rest; the cold checks
+    # know the grammar and the errors, never the parser's states or the response side.
+    "evserver.http.status": ("evserver",),
+    "evserver.http.grammar": ("evserver.http.parser", "evserver.http.checks",
+                              "evserver.http.errors", "evserver.http.events",
+                              "evserver.http.response", "evserver.http.errorpage"),
+    "evserver.http.checks": ("evserver.http.parser", "evserver.http.response",
+                             "evserver.http.errorpage"),
     "evserver.bodies": ("socket", "selectors", "threading", "evserver.http", "evserver.static",
                         "evserver.protocol", "evserver.net", "evserver.event", "evserver.drivers",
                         "evserver.servers"),

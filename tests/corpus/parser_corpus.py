@@ -6,8 +6,9 @@ attributes of the ``Request`` event to check and the de-chunked body. ``test_par
 every case whole, one byte at a time and in random splits; valid cases are followed by a second,
 pipelined request that must parse on its own (proving the body was consumed exactly).
 
-Cases are grouped by the rule they exercise, with the RFC section; the DESIGN.md traps (``int()``
-leniency, Unicode whitespace and line breaks, smuggling shapes) each have their own group.
+Cases are grouped by the rule they exercise, with the RFC section; the classic parser traps
+(``int()`` leniency, Unicode whitespace and line breaks, smuggling shapes) each have their own
+group.
 """
 
 from __future__ import annotations
