@@ -27,7 +27,7 @@ Invariants:
   what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
   without reading cannot make the server buffer without bound.
 
-Speed (issue 7): a request without a body is answered as soon as its head is parsed
+Speed: a request without a body is answered as soon as its head is parsed
 (``RequestParser.skip_end_of_message``); the whole response head comes from a per-second cache
 (:class:`_HeadCache`); a small in-memory body is joined to its head so the driver sends one bytes
 object; statistics are three attribute adds; the access log gets one call with five arguments.

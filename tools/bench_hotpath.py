@@ -46,7 +46,7 @@ ITERATIONS = 20_000
 """Requests per run: long enough for a stable figure, short enough for a quick tool."""
 
 FILE_SIZE = 1024
-"""The 1 KiB file of the issue-7 keep-alive case."""
+"""The 1 KiB file of the benchmark's keep-alive case."""
 
 REQUEST = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n\r\n"
 """What wrk sends (wrk adds nothing else to a plain GET)."""
