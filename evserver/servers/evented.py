@@ -222,8 +222,8 @@ class EventedServer(BaseServer):
 
     def _refuse_over_fd_limit(self, sock: socket.socket, fd_limit: int) -> None:
         fd = sock.fileno()
+        self.stats.connections_refused += 1  # before the close, which the client can see
         sock.close()
-        self.stats.connections_refused += 1
         now = self.reactor.now
         if now - self._last_fd_limit_log >= FD_LIMIT_LOG_INTERVAL:
             self._last_fd_limit_log = now
