@@ -27,7 +27,7 @@ Invariants:
   what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
   without reading cannot make the server buffer without bound.
 
-Speed (issue 7): a request without a body is answered as soon as its head is parsed
+Speed: a request without a body is answered as soon as its head is parsed
 (``RequestParser.skip_end_of_message``); the whole response head comes from a per-second cache
 (:class:`_HeadCache`); a small in-memory body is joined to its head so the driver sends one bytes
 object; statistics are three attribute adds; the access log gets one call with five arguments.
@@ -47,7 +47,7 @@ from evserver.http.errors import HTTPError
 from evserver.http.events import CLOSED, END_OF_MESSAGE, NEED_DATA, Request
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
 from evserver.http.parser import RequestParser
-from evserver.http.response import response_head
+from evserver.http.response import response_head, status_line
 from evserver.stats import Stats
 
 log = logging.getLogger("evserver.protocol")
@@ -66,7 +66,7 @@ separate item, and the drivers gather head and body with one sendmsg() instead: 
 body costs more than gathering does, while copying a few KiB costs about as much as it
 (``tools/bench_hotpath.py`` measures both)."""
 
-CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONTINUE_RESPONSE = status_line(100) + b"\r\n"
 """RFC 9110 15.2.1: an interim response, sent before reading a body the client is holding back."""
 
 REQUEST_TIMEOUT_STATUS = 408

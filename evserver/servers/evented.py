@@ -84,7 +84,7 @@ class EventedServer(BaseServer):
         """Test hook: SO_SNDBUF for accepted sockets (a tiny buffer forces partial sendfile)."""
         self._log_timer: Timer | None = None
         if not config.stat_every_request and self.static_handler is not None:
-            self.static_handler.check_round = 0
+            self.static_handler.share_checks_per_round()
         if self.access_log is not None or self.static_handler is not None:
             self.reactor.before_poll = self._before_poll
 
@@ -154,7 +154,7 @@ class EventedServer(BaseServer):
         """Between two iterations: a new freshness round, and the access log if due."""
         static = self.static_handler
         if static is not None and static.check_round is not None:
-            static.check_round += 1
+            static.next_check_round()
         if self.access_log is not None:
             self._flush_log_if_due()
 
@@ -222,8 +222,8 @@ class EventedServer(BaseServer):
 
     def _refuse_over_fd_limit(self, sock: socket.socket, fd_limit: int) -> None:
         fd = sock.fileno()
+        self.stats.connections_refused += 1  # before the close, which the client can see
         sock.close()
-        self.stats.connections_refused += 1
         now = self.reactor.now
         if now - self._last_fd_limit_log >= FD_LIMIT_LOG_INTERVAL:
             self._last_fd_limit_log = now

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from evserver.http import checks, grammar
+from evserver.http import parser as parser_module
 from evserver.http.errors import BadRequest, HTTPError, PayloadTooLarge
 from evserver.http.events import CLOSED, END_OF_MESSAGE, NEED_DATA, Data, Request
 from evserver.http.limits import ParserLimits
@@ -309,6 +311,48 @@ def test_every_state_change_is_in_the_table() -> None:
 
 def test_every_state_has_a_reader_and_a_row() -> None:
     assert set(TRANSITIONS) == set(State)
+
+
+# --- the shortcuts agree with the grammar and the checks ---------------------------------------
+
+
+def test_the_parser_binds_the_grammar_and_memos_it_does_not_copy_them() -> None:
+    assert parser_module._TOKEN is grammar.TOKEN
+    assert parser_module._CHUNK_LINE is grammar.CHUNK_LINE
+    assert parser_module._FIELD_BLOCK is grammar.FIELD_BLOCK
+    assert parser_module._ORDINARY_HEAD_BYTES is grammar.ORDINARY_HEAD_BYTES
+    assert parser_module._VALID_HOSTS is checks.VALID_HOSTS
+    assert parser_module._VALID_REQUEST_LINES is checks.VALID_REQUEST_LINES
+
+
+def test_known_field_names_are_lowered_tokens() -> None:
+    """The dict lookup that replaces ``lower()`` plus the token pattern gives what they give."""
+    for spelling, name in parser_module._KNOWN_FIELD_NAMES.items():
+        assert grammar.TOKEN.fullmatch(spelling) is not None, spelling
+        assert spelling.lower() == name
+
+
+def test_the_memos_hold_only_what_the_checks_accept() -> None:
+    # The memos are per process and bounded: empty them (in place, as the parser holds them) so
+    # that what this test parses is remembered whatever ran before, then put them back.
+    hosts, lines = set(checks.VALID_HOSTS), dict(checks.VALID_REQUEST_LINES)
+    checks.VALID_HOSTS.clear()
+    checks.VALID_REQUEST_LINES.clear()
+    try:
+        heads = [get(), b"GET /other HTTP/1.1\r\nHost: memo.example\r\n\r\n",
+                 b"OPTIONS * HTTP/1.0\r\n\r\n", b"GET /bad HTTP/1.1\r\nHost: a b\r\n\r\n"]
+        assert parse_pieces(heads).error is not None  # the last Host is invalid
+        assert "memo.example" in checks.VALID_HOSTS and "a b" not in checks.VALID_HOSTS
+        assert "OPTIONS * HTTP/1.0" in checks.VALID_REQUEST_LINES
+        for host in checks.VALID_HOSTS:
+            checks.check_host(host)
+        for line, known in list(checks.VALID_REQUEST_LINES.items()):
+            assert checks.parse_request_line(line) == known
+    finally:
+        checks.VALID_HOSTS.clear()
+        checks.VALID_HOSTS.update(hosts)
+        checks.VALID_REQUEST_LINES.clear()
+        checks.VALID_REQUEST_LINES.update(lines)
 
 
 # --- linear cost ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evserver.http.parser import _FIELD_BLOCK, _FIELD_LINES
+from evserver.http.grammar import FIELD_BLOCK, FIELD_LINE
 from tests.unit.corpus.feeding import parse_pieces
 from tests.unit.corpus.parser_corpus import CASES
 
@@ -108,8 +108,8 @@ def test_field_lines_agree_with_the_grammar(lines: list[bytes]) -> None:
         return  # those names have their own rules; an empty line would end the head early
     outcome = parse_pieces([b"GET / HTTP/1.0\r\n" + block + b"\r\n"])
     text = block.decode("latin-1")
-    grammar_ok = _FIELD_BLOCK.fullmatch(text) is not None
+    grammar_ok = FIELD_BLOCK.fullmatch(text) is not None
     assert (outcome.error is None) == grammar_ok, (block, outcome.error)
     if grammar_ok:
-        expected = [tuple(pair) for pair in _FIELD_LINES.findall(text)]
+        expected = [tuple(pair) for pair in FIELD_LINE.findall(text)]
         assert outcome.messages[0].request.raw_headers == expected

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from evserver.http import errors
+from evserver.http.errorpage import error_page
 from evserver.http.parser import RequestParser
 from evserver.http.response import (
     LAST_CHUNK,
-    REASONS,
     chunk,
     response_head,
     serialize_fields,
     status_line,
 )
+from evserver.http.status import REASONS, reason_phrase
 
 DATE = "Sun, 06 Nov 1994 08:49:37 GMT"
 
@@ -36,10 +38,72 @@ def test_bad_version() -> None:
         status_line(200, "2.0\r\nX: y")
 
 
+SERVER_STATUSES = (100, 200, 204, 206, 301, 304, 400, 403, 404, 405, 408, 412, 413, 414, 416,
+                   417, 431, 500, 501, 503, 505)
+"""Every status the server sends: interim, handler answers, parser errors, timeouts."""
+
+
 def test_reasons_cover_the_server_statuses() -> None:
-    for status in (200, 206, 301, 304, 400, 403, 404, 405, 408, 413, 414, 416, 417, 431, 500,
-                   501, 503, 505):
+    for status in SERVER_STATUSES:
         assert REASONS[status]
+
+
+def _phrase_in_status_line(status: int) -> str:
+    line = status_line(status).decode("latin-1")
+    prefix = f"HTTP/1.1 {status} "
+    assert line.startswith(prefix) and line.endswith("\r\n"), line
+    return line[len(prefix) : -2]
+
+
+def _phrase_in_error_page(status: int) -> str:
+    page = error_page(status)[1].decode("ascii")
+    title = page[page.index("<title>") + 7 : page.index("</title>")]
+    assert f"<h1>{title}</h1>" in page
+    code, _, phrase = title.partition(" ")
+    assert code == str(status)
+    return phrase
+
+
+@pytest.mark.parametrize("status", SERVER_STATUSES)
+def test_status_line_and_error_page_name_a_sent_status_alike(status: int) -> None:
+    phrase = _phrase_in_status_line(status)
+    assert phrase == _phrase_in_error_page(status) == REASONS[status]
+
+
+def test_status_line_and_error_page_agree_on_every_status() -> None:
+    for status in range(100, 1000):
+        phrase = reason_phrase(status)
+        assert _phrase_in_status_line(status) == phrase, status
+        assert _phrase_in_error_page(status) == phrase, status
+
+
+def test_an_unlisted_status_has_no_phrase_anywhere() -> None:
+    # RFC 9112 4: the reason-phrase may be empty; the page is titled with the bare code.
+    assert 599 not in REASONS and 418 not in REASONS and 306 not in REASONS
+    assert status_line(599) == b"HTTP/1.1 599 \r\n"
+    assert b"<title>599</title>" in error_page(599)[1]
+
+
+def test_rfc_9110_phrases_whatever_the_python_version() -> None:
+    assert REASONS[413] == "Content Too Large"
+    assert REASONS[414] == "URI Too Long"
+    assert REASONS[416] == "Range Not Satisfiable"
+    assert REASONS[422] == "Unprocessable Content"
+    for phrase in REASONS.values():  # safe in a status line and unescaped in HTML
+        assert phrase.isascii() and phrase.isprintable() and not set(phrase) & set('<>&"')
+
+
+def test_errors_name_their_status_from_the_table() -> None:
+    classes = [errors.HTTPError]
+    for cls in classes:
+        classes.extend(cls.__subclasses__())
+    assert len(classes) >= 8
+    for cls in classes:
+        error = cls()
+        assert error.reason == REASONS[error.status]
+        assert error.detail == str(error) == REASONS[error.status]
+        assert cls("why").detail == "why"
+        assert error.status in SERVER_STATUSES
 
 
 def test_serialize_fields_in_order() -> None:

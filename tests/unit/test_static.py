@@ -22,6 +22,8 @@ from evserver.static import (
     StaticHandler,
     content_type_for,
 )
+from evserver.static.paths import decode_path, split_absolute_form
+from evserver.static.refusals import Refusal
 from tests.support.procfs import open_fds
 from tests.support.static import (
     LARGE,
@@ -286,6 +288,35 @@ def test_traversal_shapes(handler: StaticHandler, target: str, status: int) -> N
 
 def test_there_are_enough_traversal_shapes() -> None:
     assert len(TRAVERSALS) >= 25
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "status"),
+    [("/%zz", 400), ("/a#b", 400), ("/%00", 400), ("/%c0%ae", 400), ("/%ff", 400),
+     ("/..", 404), ("/%2e", 404), ("//small.txt", 404), ("/a%2fb", 404), ("/a%5cb", 404)],
+)
+def test_path_decoding_refuses_with_the_status(raw_path: str, status: int) -> None:
+    with pytest.raises(Refusal) as refused:
+        decode_path(raw_path)
+    assert refused.value.status == status
+
+
+def test_path_decoding_gives_the_names_once_decoded() -> None:
+    assert decode_path("/sub/%C3%A9t%C3%A9.txt") == ["sub", "été.txt"]
+    assert decode_path("/sub/") == ["sub", ""]
+    assert decode_path("/%252e%252e") == ["%2e%2e"]
+
+
+@pytest.mark.parametrize("target", ["*", "example.com:80", "ftp://h/x", "http:///x", "http://?q"])
+def test_absolute_form_split_refuses_other_forms(target: str) -> None:
+    with pytest.raises(Refusal) as refused:
+        split_absolute_form(target)
+    assert refused.value.status == 400
+
+
+def test_absolute_form_split_gives_path_and_query() -> None:
+    assert split_absolute_form("HTTP://example.com?q=1") == ("/", "q=1")
+    assert split_absolute_form("https://h:8443/a/b?c?d") == ("/a/b", "c?d")
 
 
 def test_double_encoded_name_is_the_literal_name(handler: StaticHandler, root: str) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from evserver import static
 from evserver.bodies import FileRegion
 from evserver.static import SMALL_FILE_CACHE_LIMIT, StaticHandler
+from evserver.static import cache as static_cache
 from tests.support.procfs import open_fds
 from tests.support.static import LARGE, SMALL, body_of, field, make_tree, request
 
@@ -136,20 +136,32 @@ def test_without_rounds_every_request_is_checked(
     assert len(statted) == 3
 
 
+def test_rounds_advance_only_once_shared(handler: StaticHandler) -> None:
+    handler.next_check_round()  # a server without rounds never shares them: nothing changes
+    assert handler.check_round is None
+    handler.share_checks_per_round()
+    first = handler.check_round
+    assert first is not None
+    handler.next_check_round()
+    assert handler.check_round == first + 1
+    handler.share_checks_per_round()  # sharing again does not go back to an earlier round
+    assert handler.check_round == first + 1
+
+
 def test_with_rounds_a_file_is_checked_once_per_round(
     handler: StaticHandler, root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handler.check_round = 0
+    handler.share_checks_per_round()
     path = os.path.join(root, "small.txt")
     assert body_of(handler(request("/small.txt"))) == SMALL  # the entry is made and checked
     statted = count_stats(monkeypatch)
-    handler.check_round += 1
+    handler.next_check_round()
     for _ in range(3):  # one round: the first request checks, the others trust it
         assert body_of(handler(request("/small.txt"))) == SMALL
         assert body_of(handler(request("/small.txt", method="HEAD"))) == b""
     assert statted == [path]
     rewrite(path, b"changed\n")
-    handler.check_round += 1  # the next round sees the change at its first request
+    handler.next_check_round()  # the next round sees the change at its first request
     assert body_of(handler(request("/small.txt"))) == b"changed\n"
     assert body_of(handler(request("/small.txt"))) == b"changed\n"
 
@@ -157,11 +169,11 @@ def test_with_rounds_a_file_is_checked_once_per_round(
 def test_a_round_shares_the_check_of_one_path_only(
     handler: StaticHandler, root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    handler.check_round = 7
+    handler.share_checks_per_round()
     handler(request("/small.txt"))
     handler(request("/page.html"))
     statted = count_stats(monkeypatch)
-    handler.check_round += 1
+    handler.next_check_round()
     for _ in range(2):
         handler(request("/small.txt"))
         handler(request("/page.html"))
@@ -219,16 +231,16 @@ def test_a_new_first_index_replaces_a_listing(handler: StaticHandler, root: str)
 def test_the_cache_is_bounded(
     handler: StaticHandler, root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(static, "CACHE_MAX_ENTRIES", 3)
+    monkeypatch.setattr(static_cache, "CACHE_MAX_ENTRIES", 3)
     for index in range(10):
         with open(os.path.join(root, f"f{index}.txt"), "wb") as f:
             f.write(b"%d" % index)
     for index in range(10):
         assert body_of(handler(request(f"/f{index}.txt"))) == b"%d" % index
     assert len(handler._cache) == 3
-    monkeypatch.setattr(static, "CACHE_MAX_BYTES", len(SMALL) + 1)
+    monkeypatch.setattr(static_cache, "CACHE_MAX_BYTES", len(SMALL) + 1)
     assert body_of(handler(request("/small.txt"))) == SMALL
-    assert handler._cache_bytes == len(SMALL) + 1  # two one-byte entries evicted
+    assert handler._cache.held_bytes == len(SMALL) + 1  # two one-byte entries evicted
     assert list(handler._cache) == ["/f9.txt", "/small.txt"]
 
 

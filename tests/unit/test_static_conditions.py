@@ -11,13 +11,8 @@ import pytest
 from evserver.bodies import FileRegion, Response
 from evserver.http.dates import format_http_date
 from evserver.static import StaticHandler
-from evserver.static_conditions import (
-    MAX_RANGES,
-    entity_tags_match,
-    evaluate_preconditions,
-    if_range_holds,
-    parse_byte_ranges,
-)
+from evserver.static.conditions import entity_tags_match, evaluate_preconditions, if_range_holds
+from evserver.static.ranges import MAX_RANGES, parse_byte_ranges
 from tests.support.static import LARGE, SMALL, body_of, field, fields_of, make_tree, request
 
 ETAG = '"abc-14-1f"'

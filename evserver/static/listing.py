@@ -1,8 +1,8 @@
-"""Directory listings for the static handler: scan one directory, render an HTML5 page.
+"""Directory listings for the file handler: scan one directory, render an HTML5 page.
 
 What this module knows: how to read a directory and how to write a safe HTML table of its entries.
-What it must not know: requests, responses, caching. ``evserver.static`` decides when a listing is
-due and wraps the bytes returned here in a response.
+What it must not know: requests, responses, caching. ``evserver.static.handler`` decides when a
+listing is due and wraps the bytes returned here in a response.
 
 Invariants: every name reaches the page through ``html.escape`` (text) or ``urllib.parse.quote``
 with no safe characters (links), so no name, whatever it holds (``<``, quotes, CR/LF, ``:``), can
