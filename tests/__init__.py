@@ -7,7 +7,8 @@ The folders follow the architecture (each is a package, so tests import shared c
     Each layer on its own, without a running server: the HTTP parser (and its request corpus
     in ``unit/corpus/``), responses and dates, the sans-I/O protocol, the static file handler,
     the timers, reactor, transport, listener and blocking send helpers, the access log, the
-    hot path's shortcuts, and ``test_layers.py`` (which layer may import which).
+    hot path's shortcuts and its hand-inlined copies (each pinned to what it copies), and
+    ``test_layers.py`` (which layer may import which).
 ``servers/``
     Whole servers over real sockets: what every model shares (``test_e2e.py``, once per model
     and selector), each model's own promises (evented, threaded, iterative, the blocking driver

@@ -1,7 +1,7 @@
 """The static-file handler on a temporary tree: mapping, safety, headers, listings, descriptors.
 
 Conditional requests and ranges are in ``test_static_conditions.py``, the cache and the
-descriptor count in ``test_static_cache.py``; the tree and helpers in ``test_static_helpers.py``.
+descriptor count in ``test_static_cache.py``; the tree and helpers in ``tests/support/static.py``.
 """
 
 from __future__ import annotations
