@@ -2,9 +2,9 @@
 
 These run against real servers (``start_server`` from tests/conftest.py, port 0, always
 stopped). The behaviour every model shares is in tests/servers/test_e2e.py; here is what the
-blocking driver (``drive``) and the accept loop the threaded and iterative models share add:
-timeouts, lingering, shutdown, batches of pipelined requests. The send helpers under them are
-unit-tested in tests/unit/test_blocking.py.
+blocking driver (``evserver.drivers.blocking.drive``) and the accept loop the threaded and
+iterative models share add: timeouts, lingering, shutdown, batches of pipelined requests. The
+send helpers under them (``evserver.net.blocking``) are unit-tested in tests/unit/test_blocking.py.
 """
 
 from __future__ import annotations
