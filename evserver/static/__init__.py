@@ -38,7 +38,7 @@ refusal.)
 
 The modules below the handler never import it, and the pure ones (``paths``, ``conditions``,
 ``ranges``, ``media_types``) never import ``os``: only the handler opens and reads files, the
-cache re-stats the paths it holds, the listing scans a directory (``tests/test_layers.py``
+cache re-stats the paths it holds, the listing scans a directory (``tests/unit/test_layers.py``
 checks the imports).
 
 Compression, later, lands in this package as one more module beside these (say ``encodings``):
