@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="access log format (default common)")
     p.add_argument("--stats-path", metavar="PATH",
                    help="serve counters as JSON at this path, e.g. /-/stats (default off)")
+    lab = p.add_argument_group("teaching switches", "off by default; each makes the server "
+                               "slower on purpose, to show what the default buys")
+    lab.add_argument("--no-nodelay", action="store_true",
+                     help="leave TCP_NODELAY off on accepted sockets (Nagle's algorithm on)")
+    lab.add_argument("--split-writes", action="store_true",
+                     help="send a response's head and body with separate send calls, never "
+                     "in one; with --no-nodelay a small response then waits for the client's "
+                     "delayed ACK (about 40 ms on Linux)")
     p.add_argument("--version", action="version", version=f"evserver {__version__}")
     return p
 
@@ -148,6 +156,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         log_format=args.log_format,
         stats_path=args.stats_path,
         limits=ParserLimits(max_body=args.max_body),
+        nodelay=not args.no_nodelay,
+        split_writes=args.split_writes,
     )
 
 

@@ -71,3 +71,10 @@ class ServerConfig:
     log_format: str = "common"
     stats_path: str | None = None
     limits: ParserLimits = field(default=DEFAULT_LIMITS)
+    # Teaching switches: each makes the server slower on purpose, to show what a default buys.
+    nodelay: bool = True
+    """Set ``TCP_NODELAY`` on accepted sockets; ``False`` leaves Nagle's algorithm on."""
+    split_writes: bool = False
+    """Send a response's head and body with separate calls, never gathered (``sendmsg``),
+    joined or corked (``MSG_MORE``); with ``nodelay`` off, that shows Nagle meeting the
+    client's delayed ACK."""

@@ -31,6 +31,11 @@ Speed: a request without a body is answered as soon as its head is parsed
 (``RequestParser.skip_end_of_message``); the whole response head comes from a per-second cache
 (:class:`_HeadCache`); a small in-memory body is joined to its head so the driver sends one bytes
 object; statistics are three attribute adds; the access log gets one call with five arguments.
+
+The teaching switch ``split_writes`` (``--split-writes``) keeps every head and body apart: the
+protocol then never joins them (the drivers, told the same, never gather them either). It is
+decided once, when the protocol is built: the join test compares with ``_join_limit`` (a slot)
+where it would compare with ``JOIN_LIMIT`` (a global), so the default path does the same work.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ JOIN_LIMIT = 8 * 1024
 separate item, and the drivers gather head and body with one sendmsg() instead: copying a large
 body costs more than gathering does, while copying a few KiB costs about as much as it
 (``tools/bench_hotpath.py`` measures both)."""
+
+NEVER_JOIN = -1
+"""``_join_limit`` under ``split_writes``: no body is that short, so none is joined to its head."""
 
 CONTINUE_RESPONSE = status_line(100) + b"\r\n"
 """RFC 9110 15.2.1: an interim response, sent before reading a body the client is holding back."""
@@ -133,8 +141,8 @@ _heads = _HeadCache()
 class ServerProtocol:
     """The conversation on one connection. Create one per accepted connection."""
 
-    __slots__ = ("_access_log", "_handler", "_parser", "_peer", "_request", "_stats", "linger",
-                 "paused", "should_close")
+    __slots__ = ("_access_log", "_handler", "_join_limit", "_parser", "_peer", "_request",
+                 "_stats", "linger", "paused", "should_close")
 
     def __init__(
         self,
@@ -144,8 +152,11 @@ class ServerProtocol:
         peer: str = "-",
         access_log: AccessLogger | None = None,
         stats: Stats | None = None,
+        split_writes: bool = False,
     ) -> None:
         self._handler = handler
+        self._join_limit = NEVER_JOIN if split_writes else JOIN_LIMIT
+        """The largest body joined to its head (``split_writes``: none, a teaching switch)."""
         self._parser = RequestParser(limits)
         self._peer = peer
         self._access_log = access_log
@@ -283,7 +294,8 @@ class ServerProtocol:
         elif request.method == "HEAD":  # RFC 9110 9.3.2: never a body, whoever built it
             response.release()
             out.append(head)
-        elif len(body) == 1 and type(body[0]) is bytes and response.body_length <= JOIN_LIMIT:
+        elif (len(body) == 1 and type(body[0]) is bytes
+              and response.body_length <= self._join_limit):
             # Speed: head and a small body as one bytes item; the transport sends it with one
             # call and no join (the copy is the one the join would have made).
             out.append(head + body[0])
@@ -309,4 +321,7 @@ class ServerProtocol:
             self._stats.count_response(status, len(page))
         if self._access_log is not None:
             self._access_log(self._peer, time.time(), self._request, status, len(page))
-        return [_heads.head(status, fields, "close") + page]
+        head = _heads.head(status, fields, "close")
+        if self._join_limit == NEVER_JOIN:
+            return [head, page]
+        return [head + page]

@@ -61,7 +61,7 @@ from evserver.drivers.policy import (
     SEND,
     shut_down_writing,
 )
-from evserver.net.blocking import send_items
+from evserver.net.blocking import send_each, send_items
 
 if TYPE_CHECKING:  # only for annotations: this module needs no HTTP code to run
     from evserver.config import ServerConfig
@@ -111,10 +111,16 @@ def _set_kernel_timeout(sock: socket.socket, option: int, seconds: float) -> Non
     sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, micros))
 
 
-def _send(sock: socket.socket, items: list[Item], config: ServerConfig, stats: Stats) -> None:
+Sender = Callable[[socket.socket, list[Item], bool], int]
+"""``send_items``, or ``send_each`` under the teaching switch ``--split-writes``: chosen once per
+connection, so the default path has no test for the switch."""
+
+
+def _send(sock: socket.socket, items: list[Item], config: ServerConfig, stats: Stats,
+          send: Sender) -> None:
     """Send everything (SO_SNDTIMEO bounds each wait); count what sendfile carried."""
     try:
-        stats.sendfile_bytes += send_items(sock, items, config.use_sendfile)
+        stats.sendfile_bytes += send(sock, items, config.use_sendfile)
     except TimeoutError:
         stats.timeouts[SEND] += 1
         raise
@@ -133,6 +139,7 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
     request_deadline: float | None = None  # when the request now arriving must be complete
     receive_timeout: float | None = None  # what SO_RCVTIMEO holds now (None: not set yet)
     monotonic = time.monotonic
+    send = send_each if config.split_writes else send_items
     # A new connection's first request must start within header_timeout (as in the evented
     # model), so a client that connects and says nothing cannot hold a thread for idle_timeout.
     idle_wait = header_timeout if header_timeout > 0 else idle_timeout
@@ -146,7 +153,7 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
         else:
             wanted = request_deadline - monotonic()
             if wanted <= 0:
-                return _header_timed_out(sock, protocol, config, stats)
+                return _header_timed_out(sock, protocol, config, stats, send)
         if wanted != receive_timeout:  # a system call: only when the timeout changes
             _set_kernel_timeout(sock, socket.SO_RCVTIMEO, wanted)
             receive_timeout = wanted
@@ -154,14 +161,14 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
             data = sock.recv(RECV_SIZE)
         except BlockingIOError:  # SO_RCVTIMEO expired
             if request_deadline is not None:
-                return _header_timed_out(sock, protocol, config, stats)
+                return _header_timed_out(sock, protocol, config, stats, send)
             stats.timeouts[IDLE] += 1
             return False  # RFC 9112 9.5: an idle connection may be closed at any time
         items = protocol.receive(data)
         if items:
-            _send(sock, items, config, stats)
+            _send(sock, items, config, stats, send)
         while protocol.paused:  # pipelined requests wait in the parser: answer them in batches
-            _send(sock, protocol.resume(), config, stats)
+            _send(sock, protocol.resume(), config, stats, send)
         if not data:
             return False  # the peer closed its side (the protocol answered what was complete)
         if protocol.should_close:
@@ -176,10 +183,10 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
 
 
 def _header_timed_out(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
-                      stats: Stats) -> bool:
+                      stats: Stats, send: Sender) -> bool:
     """The request did not arrive in time: RFC 9110 15.5.9, 408 and close."""
     stats.timeouts[HEADER] += 1
-    _send(sock, protocol.timed_out(), config, stats)
+    _send(sock, protocol.timed_out(), config, stats, send)
     return True
 
 

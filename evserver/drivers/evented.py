@@ -58,7 +58,7 @@ from evserver.drivers.policy import (
 )
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
-from evserver.net.transport import Transport
+from evserver.net.transport import SplitWritesTransport, Transport
 
 if TYPE_CHECKING:  # only for annotations: this module needs no HTTP code to run
     from evserver.config import ServerConfig
@@ -90,7 +90,9 @@ class Connection:
                  config: ServerConfig, peer: str = "-", stats: Stats | None = None,
                  on_closed: Callable[[Connection], None] | None = None) -> None:
         self._reactor = reactor
-        self.transport = Transport(sock, use_sendfile=config.use_sendfile, stats=stats)
+        # The teaching switch --split-writes is a class chosen here, not a test per write.
+        transport_class = SplitWritesTransport if config.split_writes else Transport
+        self.transport = transport_class(sock, use_sendfile=config.use_sendfile, stats=stats)
         self.fd = self.transport.fd
         self.protocol = protocol
         self.config = config

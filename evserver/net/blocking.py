@@ -25,8 +25,11 @@ Invariants:
 - Every timeout is "no progress for that long" (the socket's timeout applies to each wait, not to
   the whole body): a 1 GiB download over a slow but steady link is not a timeout; a client that
   reads nothing is.
-- Every file region handed to :func:`send_items` is released (its descriptor closed when it owns
-  it), whether it was sent, half sent or never reached because of an error.
+- :func:`send_each` is the teaching switch ``--split-writes``: every item in a call of its own
+  (no gathering, no join, no ``MSG_MORE``), so a head and its body are two writes.
+- Every file region handed to :func:`send_items` or :func:`send_each` is released (its
+  descriptor closed when it owns it), whether it was sent, half sent or never reached because
+  of an error.
 """
 
 from __future__ import annotations
@@ -68,6 +71,22 @@ def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True
                 pending.append(item)
         if pending:
             send_run(sock, pending)
+    finally:
+        release_all(items)
+    return via_sendfile
+
+
+def send_each(sock: socket.socket, items: list[Item], use_sendfile: bool = True) -> int:
+    """:func:`send_items` for the teaching switch ``--split-writes``: each item in its own call
+    (``send``, or ``sendfile`` for a region), never gathered, joined or corked with ``MSG_MORE``.
+    Returns the bytes sent by sendfile; raises and releases as :func:`send_items` does."""
+    via_sendfile = 0
+    try:
+        for item in items:
+            if isinstance(item, FileRegion):
+                via_sendfile += send_region(sock, item, use_sendfile)
+            else:
+                send_bytes(sock, item)
     finally:
         release_all(items)
     return via_sendfile

@@ -12,7 +12,8 @@ Choices:
 - An explicit backlog (socketserver's default of 5 silently drops connections under load; the
   kernel caps the number at ``net.core.somaxconn``).
 - ``TCP_NODELAY`` on accepted sockets: a response head and body sent in two writes must not wait
-  for the client's delayed ACK (Nagle; CPython gh-108736 cost 40 ms per request).
+  for the client's delayed ACK (Nagle; CPython gh-108736 cost 40 ms per request). The teaching
+  switch ``--no-nodelay`` leaves it off, so a lab can show that stall (with ``--split-writes``).
 
 Accepting: every model accepts in batches of at most ``ACCEPT_BATCH`` from a non-blocking
 listener, and reads an accept() failure with ``accept_error_kind`` (skip, pause, or fail).
@@ -95,9 +96,11 @@ def accept_error_kind(error: OSError) -> str:
     return FAIL
 
 
-def configure_client_socket(sock: socket.socket) -> None:
-    """Options every accepted connection gets, whatever drives it."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def configure_client_socket(sock: socket.socket, nodelay: bool = True) -> None:
+    """Options every accepted connection gets, whatever drives it; ``nodelay=False`` (a teaching
+    switch) leaves Nagle's algorithm on, as a new socket has it."""
+    if nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def peer_name(address: object) -> str:

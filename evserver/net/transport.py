@@ -21,6 +21,11 @@ bytes. Where sendfile is unavailable (ENOSYS, EINVAL for files it cannot map) or
 (``use_sendfile=False``, the lab that measures what sendfile buys), regions are read with
 ``os.pread`` in ``FALLBACK_CHUNK_SIZE`` pieces and sent as bytes.
 
+The teaching switch ``--split-writes`` uses :class:`SplitWritesTransport` instead: every item
+leaves in a ``send`` of its own (never gathered by ``sendmsg``, joined, or corked with
+``MSG_MORE``), so a head and its body are two writes, as a naive server makes them. The driver
+picks the class once per connection, so the default write path has no test for the switch.
+
 Invariants:
 
 - ``pending_bytes`` is exactly the bytes not yet handed to the kernel, file regions included.
@@ -70,8 +75,8 @@ _Queued = bytes | memoryview | _RegionCursor
 class Transport:
     """Non-blocking output for one socket, plus ``recv`` so its owner needs nothing else."""
 
-    __slots__ = ("_close_when_drained", "_pending", "_queue", "_stats", "_use_sendfile", "closed",
-                 "fd", "sock")
+    __slots__ = ("_close_when_drained", "_more", "_pending", "_queue", "_stats", "_use_sendfile",
+                 "closed", "fd", "sock")
 
     def __init__(self, sock: socket.socket, *, use_sendfile: bool = True,
                  stats: Stats | None = None) -> None:
@@ -83,6 +88,8 @@ class Transport:
         self._queue: list[_Queued] = []
         self._pending = 0
         self._use_sendfile = use_sendfile
+        self._more = MSG_MORE
+        """The flag a head just before a file region is sent with (0: sent alone)."""
         self._stats = stats
         self._close_when_drained = False
         self.closed = False
@@ -179,8 +186,8 @@ class Transport:
                     return
                 continue
             try:
-                if MSG_MORE and len(queue) > 1 and type(queue[1]) is _RegionCursor:
-                    sent = sock.send(item, MSG_MORE)  # pack the head with the file's first bytes
+                if self._more and len(queue) > 1 and type(queue[1]) is _RegionCursor:
+                    sent = sock.send(item, self._more)  # pack the head with the file's first bytes
                 else:
                     sent = sock.send(item)
             except (BlockingIOError, InterruptedError):
@@ -285,3 +292,41 @@ class Transport:
             log.log(level, "fd %d: %s failed (%s); aborting the connection",
                     self.fd, operation, error)
         self.abort()
+
+
+class SplitWritesTransport(Transport):
+    """A teaching switch (``--split-writes``): each item in a ``send`` of its own.
+
+    A head and its body leave as two writes: never gathered into one ``sendmsg``, never joined
+    into one buffer, never corked together with ``MSG_MORE``. With ``TCP_NODELAY`` off, the
+    second write of a small response then waits for the client's delayed ACK of the first.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, sock: socket.socket, *, use_sendfile: bool = True,
+                 stats: Stats | None = None) -> None:
+        super().__init__(sock, use_sendfile=use_sendfile, stats=stats)
+        self._more = 0
+
+    def _send_now(self, parts: list[bytes]) -> None:
+        """Send each part with its own ``send``; queue from the first the socket did not take."""
+        for index, part in enumerate(parts):
+            try:
+                sent = self.sock.send(part)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as error:
+                self._fail(error, "send")
+                return
+            if sent < len(part):
+                for rest in unsent_parts(parts[index:], sent):
+                    self._queue.append(rest)
+                    self._pending += len(rest)
+                return
+
+    def _enqueue_bytes(self, run: list[bytes]) -> None:
+        """Queue each bytes item as it is: ``flush`` then sends them one ``send`` each."""
+        for data in run:
+            self._queue.append(data)
+            self._pending += len(data)

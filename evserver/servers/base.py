@@ -57,7 +57,8 @@ class BaseServer:
     def new_protocol(self, peer: str) -> ServerProtocol:
         """The conversation for one new connection from ``peer`` (its address, for the log)."""
         return ServerProtocol(self.handler, limits=self.config.limits, peer=peer,
-                              access_log=self.access_log, stats=self.stats)
+                              access_log=self.access_log, stats=self.stats,
+                              split_writes=self.config.split_writes)
 
     def accept_batch(self, room: int) -> tuple[list[tuple[socket.socket, str]], bool]:
         """Accept up to ``room`` (at most ``ACCEPT_BATCH``) waiting connections.

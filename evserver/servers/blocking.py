@@ -121,7 +121,8 @@ class BlockingServer(BaseServer):
 
     def new_protocol(self, peer: str) -> ServerProtocol:
         return ServerProtocol(self.handler, limits=self.config.limits, peer=peer,
-                              access_log=self._shared_log, stats=self.stats)
+                              access_log=self._shared_log, stats=self.stats,
+                              split_writes=self.config.split_writes)
 
     def access_log_flush(self) -> None:
         if self._shared_log is not None:
@@ -197,7 +198,7 @@ class BlockingServer(BaseServer):
 
     def _accepted(self, sock: socket.socket, peer: str) -> None:
         try:
-            configure_client_socket(sock)
+            configure_client_socket(sock, self.config.nodelay)
         except OSError:  # the peer reset before we got to it
             sock.close()
             return

@@ -209,7 +209,7 @@ class EventedServer(BaseServer):
             return
         try:
             sock.setblocking(False)
-            configure_client_socket(sock)
+            configure_client_socket(sock, self.config.nodelay)
             if self._test_sndbuf is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._test_sndbuf)
         except OSError as error:  # the peer may already be gone (ECONNRESET, EINVAL)

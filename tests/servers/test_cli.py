@@ -73,3 +73,18 @@ def test_parse_config_defaults_match_http_server(tmp_path: Path) -> None:
     assert cfg.index_names == ("a.html", "b.html")
     assert not cfg.listing and not cfg.use_sendfile and cfg.quiet and cfg.stat_every_request
     assert cfg.limits.max_body == 10
+
+
+
+def test_teaching_switches_are_off_by_default_and_reach_the_config(tmp_path: Path) -> None:
+    cfg = parse_config(["-d", str(tmp_path)])
+    assert cfg.nodelay and not cfg.split_writes
+    cfg = parse_config(["-d", str(tmp_path), "--no-nodelay", "--split-writes"])
+    assert not cfg.nodelay and cfg.split_writes
+
+
+def test_help_calls_the_nagle_switches_teaching_switches() -> None:
+    help_text = " ".join(run_cli("--help").stdout.split())
+    assert "teaching switches: off by default" in help_text
+    for option in ("--no-nodelay", "--split-writes"):
+        assert option in help_text

@@ -17,7 +17,7 @@ import pytest
 
 from evserver.bodies import FileRegion, Item
 from evserver.net import blocking
-from evserver.net.blocking import FileShrankError, send_items, send_region
+from evserver.net.blocking import FileShrankError, send_each, send_items, send_region
 from tests.support.clients import read_exactly
 
 SMALL_BUFFER = 4096
@@ -222,3 +222,17 @@ def test_bytes_larger_than_the_socket_buffer_are_sent_whole(pair):
     server_side.shutdown(socket.SHUT_WR)
     reader.join()
     assert received[0] == payload
+
+
+def test_send_each_gives_every_item_its_own_call(pair, tmp_path):
+    server_side, client_side = pair
+    path = tmp_path / "f"
+    path.write_bytes(b"FILE")
+    fd = os.open(path, os.O_RDONLY)
+    recorder = Recorder(server_side)
+    items: list[Item] = [b"head ", b"more ", FileRegion(fd, 0, 4), b" tail", b"!"]
+    assert send_each(recorder, items) == 4  # type: ignore[arg-type]
+    assert recorder.calls == ["send"] * 4  # never a gathering sendmsg, never a join
+    assert recorder.sends == [b"head ", b"more ", b" tail", b"!"]
+    assert read_exactly(client_side, 20) == b"head more FILE tail!"
+    assert not fd_is_open(fd)

@@ -57,6 +57,15 @@ def test_client_socket_gets_nodelay() -> None:
             assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
+def test_the_teaching_switch_leaves_nagle_on() -> None:
+    with open_listener("127.0.0.1", 0, 16) as sock, \
+            socket.create_connection(sock.getsockname(), timeout=5):
+        client, _ = sock.accept()
+        with client:
+            configure_client_socket(client, nodelay=False)
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+
+
 def test_constants() -> None:
     assert 1 <= ACCEPT_BATCH <= 1024
     assert {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM} == RESOURCE_ERRNOS

@@ -293,3 +293,21 @@ def test_real_handler_serves_files_and_errors_in_order(tmp_path: Path) -> None:
         responses = parse_responses(drive(protocol, data, split), 4)
         assert [r.status for r in responses] == [200, 404, 200, 200]
         assert responses[2].body == (tmp_path / "big.bin").read_bytes()
+
+
+# --- the teaching switch --split-writes ------------------------------------------------------
+
+
+def test_split_writes_keeps_every_head_apart_from_its_body() -> None:
+    joined = ServerProtocol(echo_handler).receive(get("/small"))
+    assert len(joined) == 1  # the default: a small body joined to its head
+    split = ServerProtocol(echo_handler, split_writes=True)
+    items = split.receive(get("/small") + get("/again"))
+    assert len(items) == 4 and all(type(item) is bytes for item in items)
+    assert [item.endswith(b"\r\n\r\n") for item in items] == [True, False, True, False]
+    assert [items[1], items[3]] == [b"/small", b"/again"]
+    responses = parse_responses(flatten(items), 2)
+    assert [r.body for r in responses] == [b"/small", b"/again"]
+    error = split.receive(b"BAD\r\n\r\n")  # an error page is split too
+    assert len(error) == 2 and error[0].endswith(b"\r\n\r\n")
+    assert parse_responses(flatten(error), 1)[0].status == 400

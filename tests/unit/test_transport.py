@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from evserver.bodies import FileRegion, Item
-from evserver.net.transport import Transport
+from evserver.net.transport import SplitWritesTransport, Transport
 from evserver.stats import Stats
 from tests.support.clients import linger_zero, read_exactly
 
@@ -247,3 +247,50 @@ def test_recv_none_data_and_eof(pair: tuple[CountingSocket, socket.socket]) -> N
             break
         received += chunk or b""
     assert received == b"abc"
+
+
+# --- the teaching switch --split-writes ------------------------------------------------------
+
+
+class FlagSocket(CountingSocket):
+    """Also records each send()'s flags (MSG_MORE would cork a head with what follows)."""
+
+    flags: list[int]
+
+    def send(self, data: object, flags: int = 0) -> int:  # type: ignore[override]
+        self.flags.append(flags)
+        return super().send(data, flags)
+
+
+def test_split_writes_sends_head_and_body_with_separate_calls(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=RECV_TIMEOUT)
+        accepted, _ = listener.accept()
+    server = FlagSocket(fileno=accepted.detach())
+    server.sends, server.flags = [], []
+    server.setblocking(False)
+    with server, client:
+        transport = SplitWritesTransport(server)
+        head, small, large = b"HTTP/1.1 200 OK\r\n\r\n", b"x" * 1024, os.urandom(64 * 1024)
+        transport.write([head, small])  # the joined-send and gathered-send shortcuts: split
+        transport.write([head, large])
+        assert server.sends == [len(head), len(small), len(head), len(large)]
+        assert read_exactly(client, 2 * len(head) + len(small) + len(large)) == (
+            head + small + head + large)
+        path = tmp_path / "file"
+        path.write_bytes(b"F" * 5000)
+        server.sends, server.flags = [], []
+        transport.write([head, region_of(path), b"tail", b"more"])  # the queue path: no join
+        assert server.sends == [len(head), len(b"tail"), len(b"more")]  # the region: sendfile
+        assert server.flags == [0, 0, 0]  # the head was not corked with MSG_MORE
+        assert read_exactly(client, len(head) + 5008) == head + b"F" * 5000 + b"tailmore"
+
+
+def test_split_writes_cut_short_keep_the_rest_in_order() -> None:
+    server, client = tcp_pair(TINY_BUFFER)
+    with server, client:
+        transport = SplitWritesTransport(server)
+        head, body = os.urandom(50_000), os.urandom(500_000)
+        transport.write([head, body])
+        assert 0 < transport.pending_bytes < len(head) + len(body)
+        assert pump(transport, client, len(head) + len(body)) == head + body
