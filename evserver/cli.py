@@ -102,14 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat-every-request", action="store_true",
                    help="evented model: re-check a cached file with stat() on every request "
                    "instead of once per loop iteration")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no access log, warnings and errors only")
+    chatter = p.add_mutually_exclusive_group()
+    chatter.add_argument("-q", "--quiet", action="store_true",
+                         help="no access log, warnings and errors only")
+    chatter.add_argument("-v", "--verbose", action="store_true",
+                         help="debug log lines too (timeouts, dropped connections)")
     p.add_argument("--access-log", default="-", metavar="FILE",
                    help="access log file, '-' for standard error (default '-')")
     p.add_argument("--log-format", choices=LOG_FORMATS, default="common",
                    help="access log format (default common)")
     p.add_argument("--stats-path", metavar="PATH",
                    help="serve counters as JSON at this path, e.g. /-/stats (default off)")
+    p.add_argument("--trace", nargs="?", const="-", metavar="FILE",
+                   help="evented model only: one line per event-loop iteration (poll time, "
+                   "ready descriptors) and one per event (accept, read, write, timer), to FILE "
+                   "or standard error; slow, for watching the loop (default off)")
     lab = p.add_argument_group("teaching switches", "off by default; each makes the server "
                                "slower on purpose, to show what the default buys")
     lab.add_argument("--no-nodelay", action="store_true",
@@ -134,6 +141,18 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         parser.error("--stats-path must start with '/'")
     if args.index and any("/" in name or name in ("", ".", "..") for name in args.index):
         parser.error("--index takes a plain file name")
+    if args.trace is not None:
+        if args.model != "evented":
+            parser.error(f"--trace watches the evented model's loop; --model {args.model} "
+                         "has none")
+        if args.trace.isdigit():  # ``evserver --trace 8080`` would serve 8000 into a file
+            parser.error(f"--trace {args.trace}: that looks like a port; put the port first "
+                         f"('evserver {args.trace} --trace') or name the file --trace=./FILE")
+        if args.trace != "-":
+            try:
+                open(args.trace, "a").close()  # the server appends to it
+            except OSError as error:
+                parser.error(f"--trace: cannot write {args.trace!r}: {error.strerror or error}")
     return ServerConfig(
         root=os.path.abspath(args.directory),
         host=args.bind,
@@ -156,6 +175,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         log_format=args.log_format,
         stats_path=args.stats_path,
         limits=ParserLimits(max_body=args.max_body),
+        verbose=args.verbose,
+        trace=args.trace,
         nodelay=not args.no_nodelay,
         split_writes=args.split_writes,
     )
@@ -163,7 +184,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
-    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO,
+    level = logging.DEBUG if cfg.verbose else logging.WARNING if cfg.quiet else logging.INFO
+    logging.basicConfig(level=level,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from evserver.servers import make_server
 

@@ -71,6 +71,11 @@ class ServerConfig:
     log_format: str = "common"
     stats_path: str | None = None
     limits: ParserLimits = field(default=DEFAULT_LIMITS)
+    verbose: bool = False
+    """Debug log lines on (the command line sets the logging level from it)."""
+    trace: str | None = None
+    """Where the evented loop writes one line per iteration and per event: ``"-"`` for standard
+    error, a file name, or ``None`` (the default) for no trace at all."""
     # Teaching switches: each makes the server slower on purpose, to show what a default buys.
     nodelay: bool = True
     """Set ``TCP_NODELAY`` on accepted sockets; ``False`` leaves Nagle's algorithm on."""

@@ -31,6 +31,10 @@ difference: bytes that arrive between the poll and the read of their connection 
 only a client pipelining behind an earlier request can have them read then) may see the file as
 of that iteration's first check. Under load the stat (a quarter of a small request's cost here)
 is shared by every request of a busy iteration. ``--stat-every-request`` turns rounds off.
+
+Watching the loop: ``--trace`` gives the reactor a tracer (``evserver.event.trace``) that names
+this server's listener callback ``accept``; the reactor does the rest (when tracing is off, it
+costs the loop one test per iteration).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from evserver.config import ServerConfig
 from evserver.drivers.evented import Connection
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
+from evserver.event.trace import LoopTracer
 from evserver.net.listener import ACCEPT_PAUSE_SECONDS, configure_client_socket
 from evserver.protocol import Handler
 from evserver.servers.base import BaseServer
@@ -87,6 +92,10 @@ class EventedServer(BaseServer):
             self.static_handler.share_checks_per_round()
         if self.access_log is not None or self.static_handler is not None:
             self.reactor.before_poll = self._before_poll
+        self._tracer: LoopTracer | None = None
+        if config.trace is not None:  # last: nothing after it can fail and leave the file open
+            self._tracer = LoopTracer.open(config.trace, {self._on_listener_ready: "accept"})
+            self.reactor.trace(self._tracer)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -133,6 +142,11 @@ class EventedServer(BaseServer):
             if self._drain_timer is not None:
                 self._drain_timer.cancel()
             self.reactor.stop()
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._tracer is not None:
+            self._tracer.close()
 
     def banner(self) -> str:
         text = super().banner()

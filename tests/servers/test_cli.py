@@ -39,6 +39,8 @@ def test_help_works_as_module_and_as_command() -> None:
     ["--header-timeout", "-1"], ["--idle-timeout", "nan"], ["--send-timeout", "inf"],
     ["-d", "/nonexistent/folder"], ["--stats-path", "stats"], ["--index", "../x"],
     ["--log-format", "json"], ["--no-such-option"], ["80", "81"],
+    ["-q", "-v"], ["--trace", "--model", "threaded"], ["--model", "iterative", "--trace=t.txt"],
+    ["--trace", "8080"], ["--trace", "/nonexistent/folder/trace.txt"],
 ])
 def test_bad_arguments_give_one_line_and_status_2(args: list[str]) -> None:
     result = run_cli(*args)
@@ -75,16 +77,19 @@ def test_parse_config_defaults_match_http_server(tmp_path: Path) -> None:
     assert cfg.limits.max_body == 10
 
 
-
-def test_teaching_switches_are_off_by_default_and_reach_the_config(tmp_path: Path) -> None:
+def test_lab_options_are_off_by_default_and_reach_the_config(tmp_path: Path) -> None:
     cfg = parse_config(["-d", str(tmp_path)])
-    assert cfg.nodelay and not cfg.split_writes
-    cfg = parse_config(["-d", str(tmp_path), "--no-nodelay", "--split-writes"])
-    assert not cfg.nodelay and cfg.split_writes
+    assert cfg.nodelay and not cfg.split_writes and cfg.trace is None and not cfg.verbose
+    cfg = parse_config(["-d", str(tmp_path), "--no-nodelay", "--split-writes", "-v", "--trace"])
+    assert not cfg.nodelay and cfg.split_writes and cfg.verbose and cfg.trace == "-"
+    trace = tmp_path / "trace.txt"
+    cfg = parse_config(["8080", "-d", str(tmp_path), "--trace", str(trace)])
+    assert (cfg.port, cfg.trace) == (8080, str(trace))
 
 
 def test_help_calls_the_nagle_switches_teaching_switches() -> None:
     help_text = " ".join(run_cli("--help").stdout.split())
     assert "teaching switches: off by default" in help_text
-    for option in ("--no-nodelay", "--split-writes"):
+    for option in ("--no-nodelay", "--split-writes", "-v, --verbose", "--trace [FILE]"):
         assert option in help_text
+    assert "--trace [FILE] evented model only" in help_text
