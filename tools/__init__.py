@@ -14,4 +14,6 @@ Modules:
 - ``wrkrun``     -- runs ``wrk`` and parses its output
 - ``report``     -- medians, ratios, Markdown tables; ``plots`` -- PNG figures
 - ``experiment`` -- the one command: ``compare`` (issue 6) and ``bench`` (issue 7)
+- ``statediagram`` -- Graphviz diagrams of the parser's and a connection's states; unlike the
+  rest it reads ``evserver``'s code, since it draws the tables found there
 """

@@ -20,6 +20,13 @@ else touches the mask or the deadline, so the rules below are all in one place:
   reset by each byte: slowloris); otherwise -> idle timeout (a fresh connection gets the header
   timeout for its first request, like nginx's client_header_timeout).
 
+What those rules make of a connection's life is one table, below the imports: ``LIFE_STATES``
+(idle, receiving, sending, paused, lingering, closed; the deadline of each and what holds in it)
+and ``LIFE_MOVES`` (every move between them, with its cause). The driver does not dispatch on it
+(``_update()`` decides, and a table lookup per event would cost time); ``Connection.state`` names
+the state in the table's words, a test checks every move the driver makes against the table, and
+``tools/statediagram.py`` draws it (``python tools/statediagram.py``: DOT files and PNGs).
+
 A trick with deadlines (the keep-alive hot path arms no timer). The connection keeps one
 ``_deadline`` number and at most one reactor timer, scheduled at or before it. Moving the deadline
 later (every request on a keep-alive connection pushes the idle deadline) only stores a float.
@@ -44,7 +51,7 @@ import logging
 import socket
 from collections.abc import Callable
 from selectors import EVENT_READ, EVENT_WRITE
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from evserver.bodies import Item
 from evserver.drivers.policy import (
@@ -76,6 +83,44 @@ NO_TIMER = float("inf")
 
 LINGER = "linger"
 """The fourth deadline, besides the policy's three: the end of a lingering close."""
+
+LIFE_STATES: Final[dict[str, tuple[str | None, str]]] = {
+    # state      deadline  what holds
+    "idle": (IDLE, "reading, no request begun (the first waits the header timeout)"),
+    "receiving": (HEADER, "reading, part of a request in"),
+    "sending": (SEND, "output queued, still reading"),
+    "paused": (SEND, "output queued, not reading (HIGH_WATER, batch paused, closing)"),
+    "lingering": (LINGER, "writing shut down, input discarded"),
+    "closed": (None, "unregistered and closed"),
+}
+"""A connection's states (``Connection.state``): the deadline each lives under, what holds."""
+
+LIFE_MOVES: Final[tuple[tuple[str, str, str], ...]] = (
+    # from         to            cause
+    ("idle", "idle", "request answered, all sent"),
+    ("idle", "receiving", "part of a request"),
+    ("idle", "sending", "answer queued"),
+    ("idle", "paused", "answer queued, reading stopped"),
+    ("idle", "lingering", "bad request or close answered"),
+    ("idle", "closed", "idle timeout, peer's EOF, drain, or close answered"),
+    ("receiving", "idle", "request complete, answered"),
+    ("receiving", "sending", "request complete, answer queued"),
+    ("receiving", "paused", "answer or 408 queued, reading stopped"),
+    ("receiving", "lingering", "header timeout (408) or bad request"),
+    ("receiving", "closed", "peer's EOF or reset"),
+    ("sending", "idle", "output flushed"),
+    ("sending", "receiving", "output flushed, a request begun"),
+    ("sending", "paused", "queue over HIGH_WATER or batch paused"),
+    ("sending", "lingering", "output flushed, protocol closes"),
+    ("sending", "closed", "send timeout or reset"),
+    ("paused", "sending", "queue under HIGH_WATER"),
+    ("paused", "idle", "output flushed, waiting requests answered"),
+    ("paused", "receiving", "output flushed, a request begun"),
+    ("paused", "lingering", "output flushed, protocol closes"),
+    ("paused", "closed", "send timeout, reset, or close answered"),
+    ("lingering", "closed", "peer's EOF, linger timeout or LINGER_MAX_BYTES"),
+)
+"""Every move between ``LIFE_STATES``, with what causes it (checked against the driver)."""
 
 
 class Connection:
@@ -124,18 +169,19 @@ class Connection:
             stats.connections_open += 1
             stats.connections_total += 1
 
-    def __repr__(self) -> str:
+    @property
+    def state(self) -> str:
+        """Where the connection is in its life: a key of ``LIFE_STATES`` (for logs and tests)."""
         if self.closed:
-            state = "closed"
-        elif self._lingering:
-            state = "lingering"
-        elif self.transport.pending_bytes:
-            state = "sending"
-        elif self.protocol.mid_request:
-            state = "receiving"
-        else:
-            state = "idle"
-        return (f"<Connection fd={self.fd} {self.peer} {state} "
+            return "closed"
+        if self._lingering:
+            return "lingering"
+        if self.transport.pending_bytes:
+            return "sending" if self._mask & EVENT_READ else "paused"
+        return "receiving" if self.protocol.mid_request else "idle"
+
+    def __repr__(self) -> str:
+        return (f"<Connection fd={self.fd} {self.peer} {self.state} "
                 f"pending={self.transport.pending_bytes} mask={self._mask}>")
 
     # -- events -----------------------------------------------------------------------------

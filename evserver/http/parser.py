@@ -125,17 +125,20 @@ class State(enum.IntEnum):
     CLOSED = 8  # the peer ended its input between requests
 
 
-TRANSITIONS: Final[dict[State, frozenset[State]]] = {
-    State.HEAD: frozenset({State.BODY, State.CHUNK_SIZE, State.END, State.CLOSED}),
-    State.BODY: frozenset({State.END}),
-    State.CHUNK_SIZE: frozenset({State.CHUNK_DATA, State.TRAILER}),
-    State.CHUNK_DATA: frozenset({State.CHUNK_DATA_END}),
-    State.CHUNK_DATA_END: frozenset({State.CHUNK_SIZE}),
-    State.TRAILER: frozenset({State.HEAD}),
-    State.END: frozenset({State.HEAD}),
-    State.CLOSED: frozenset(),
+TRANSITIONS: Final[dict[State, dict[State, str]]] = {
+    State.HEAD: {State.BODY: "Content-Length > 0", State.CHUNK_SIZE: "chunked",
+                 State.END: "no body", State.CLOSED: "end of input"},
+    State.BODY: {State.END: "Content-Length bytes read"},
+    State.CHUNK_SIZE: {State.CHUNK_DATA: "size > 0", State.TRAILER: "size 0 (last chunk)"},
+    State.CHUNK_DATA: {State.CHUNK_DATA_END: "size bytes read"},
+    State.CHUNK_DATA_END: {State.CHUNK_SIZE: "CRLF"},
+    State.TRAILER: {State.HEAD: "empty line: END_OF_MESSAGE"},
+    State.END: {State.HEAD: "END_OF_MESSAGE"},
+    State.CLOSED: {},
 }
-"""Every move the parser makes. Any state may also end in an error, which is final."""
+"""Every move the parser makes (``TRANSITIONS[state][next_state]`` is its cause); documentation
+that tests check against the parser, and ``tools/statediagram.py`` draws. Any state may also
+end in an error, which is final."""
 
 
 _HEAD: Final = State.HEAD
