@@ -13,5 +13,6 @@ Modules:
 - ``servers``    -- starts and stops evserver, ``http.server`` and nginx as pinned children
 - ``wrkrun``     -- runs ``wrk`` and parses its output
 - ``report``     -- medians, ratios, Markdown tables; ``plots`` -- PNG figures
-- ``experiment`` -- the one command: ``compare`` (issue 6) and ``bench`` (issue 7)
+- ``cores``      -- which core the server gets and which the load generators get
+- ``experiment`` -- the one command: ``compare`` (a sweep) and ``bench`` (the README's table)
 """
