@@ -87,6 +87,13 @@ LOCUST_GRACE = 60.0
 HOLD_GRACE = 30.0
 """Seconds beyond the open timeout for the connection holder to report."""
 
+WARM_UP_SECONDS = 3.0
+WARM_UP_SECONDS_QUICK = 1.0
+"""Seconds of unrecorded load per server before the first round (full run, quick run)."""
+
+WARM_UP_CONNECTIONS = 16
+"""Connections of the warm-up: enough to exercise the concurrent paths, few enough for all."""
+
 INTERRUPTED_EXIT = 130
 """Exit status after Ctrl-C, as a shell reports a process ended by SIGINT (128 + 2)."""
 
@@ -472,8 +479,23 @@ def _alive(running: Sequence[servers.RunningServer],
     return alive
 
 
+def warm_up(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
+            load_cores: set[int]) -> None:
+    """A short unrecorded wrk run on every server before round 1: the first measured point
+    must not pay for cold caches, lazy imports and a CPU still at a low clock."""
+    first = next((case for case in plan.cases if case.kind == "wrk"), None)
+    if first is None:
+        return
+    seconds = WARM_UP_SECONDS_QUICK if plan.quick else WARM_UP_SECONDS
+    log(f"warm-up: {seconds:g} s of wrk on each server (not recorded)")
+    for server in running:
+        wrkrun.run(server.url(manifest["bench"][first.file]), WARM_UP_CONNECTIONS, seconds,
+                   core=load_cores)
+
+
 def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
                    load_cores: set[int], progress: Progress) -> None:
+    warm_up(plan, running, manifest, load_cores)
     progress.measurements_planned = plan.rounds * sum(
         len(_servers_for(case, running)) for case in plan.cases)
     for round_number in range(plan.rounds):
@@ -543,8 +565,9 @@ def render_report(plan: Plan, progress: Progress, point_rows: list[dict[str, Any
     parts += [
         f"- run folder: `{plan.rundir}`; {time.strftime('%Y-%m-%d %H:%M:%S')}; "
         f"Python {sys.version.split()[0]}; {progress.cores}",
-        f"- {plan.rounds} round(s), interleaved; {plan.duration:g} s per wrk point "
-        f"(wrk -t1 --latency); document root: {plan.profile} tree, seed {plan.seed}",
+        f"- {plan.rounds} round(s), interleaved, after an unrecorded warm-up of each server; "
+        f"{plan.duration:g} s per wrk point (wrk -t1 --latency); document root: "
+        f"{plan.profile} tree, seed {plan.seed}",
         "",
         report.servers_table(progress.commands), ""]
     if plan.skipped or progress.problems:
@@ -700,7 +723,7 @@ def estimate_seconds(plan: Plan) -> float:
         * sum(1 for spec in plan.specs if _measured_in(case, spec)) for case in plan.cases)
     locust = (plan.locust_seconds + 8) * sum(1 for s in plan.specs if not s.only_when_named) \
         if plan.locust_seconds else 0
-    return rounds + locust + 2 * len(plan.specs)
+    return rounds + locust + (2 + WARM_UP_SECONDS) * len(plan.specs)
 
 
 def _default_docroot(profile: str) -> str:

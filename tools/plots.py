@@ -9,7 +9,10 @@ Which figure for which data:
 - a case measured at one concurrency is a bar per server (``cases-*.png``); a line is drawn
   only through a sweep of several concurrencies (``rps-*.png``, ``latency-*.png``), whose x axis
   has a tick at each measured value, written as a plain number;
-- p50 is always solid and p99 dashed (lines) or hatched (bars), and the legend says so;
+- p50 is always solid and p99 dashed (lines, in two panels side by side) or hatched (bars),
+  and the titles and legends say so; a point where the server kept under half of wrk's
+  connections open is drawn hollow (its latency describes only the clients it served);
+- legends stand beside the plot, never over a line;
 - memory is RSS growth against connections held, one line per server through its measured
   points, its slope (KiB per connection) in the legend (``memory.png``);
 - Locust runs show answered and never-answered requests side by side (``locust.png``).
@@ -26,10 +29,8 @@ from typing import Any
 
 from tools.report import few_connections_open
 
-FIGURE_SIZE = (7.5, 4.8)
-"""Inches at 120 dpi: readable on a laptop screen and in a rendered Markdown report."""
-
 DPI = 120
+"""Figures are sized in inches for 120 dpi: readable on a laptop and in a rendered report."""
 
 BIG_FILE = ("1m", "16m")
 """Files whose cases are judged by MiB/s, not requests/s (a few requests move a lot of data)."""
@@ -117,67 +118,91 @@ def _series(rows: Sequence[dict[str, Any]], server: str,
     return xs, ys, low, high
 
 
+SWEEP_SIZE = (9.5, 4.8)
+"""A sweep's figure: the plot and, to its right, the legend (never over the lines)."""
+
+LATENCY_SIZE = (12.5, 4.8)
+"""Two panels side by side (p50, p99) and the legend to their right."""
+
+HOLLOW = "hollow: under half of wrk's\nconnections open (see report)"
+
+
 def sweep_figures(pyplot: Any, group: str, rows: Sequence[dict[str, Any]],
                   colours: dict[str, str], rundir: str, quick: bool) -> list[Figure]:
     """Requests/s and latency against concurrency for one file and connection mode."""
-    from matplotlib.lines import Line2D
-
     servers = [s for s in colours if any(r["server"] == s for r in rows)]
     levels = sorted({r["connections"] for r in rows})
-    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE)
+    figure, axes = pyplot.subplots(figsize=SWEEP_SIZE)
     for server in servers:
         xs, ys, low, high = _series(rows, server, "rps")
-        axes.errorbar(xs, ys, yerr=[low, high], label=server, color=colours[server],
-                      marker="o", capsize=3)
-    _mark_waiting(axes, rows, "rps")
-    axes.set_xscale("log", base=2)
-    _ticks_at(axes.xaxis, levels)
+        axes.errorbar(xs, ys, yerr=[low, high], color=colours[server], marker="o", capsize=3)
+    _hollow_where_waiting(axes, rows, "rps", colours)
+    _concurrency_axis(axes, levels)
     axes.yaxis.set_major_formatter(_plain_formatter())
-    axes.set(xlabel="concurrent connections (wrk -c)", ylabel="requests per second",
+    axes.set(ylabel="requests per second",
              title=f"Throughput vs concurrency: {group} ({_rounds(rows)})")
     axes.set_ylim(bottom=0)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=8, title="server (higher is better)", title_fontsize=8)
+    _legend_right(axes, servers, colours, rows, "server (higher is better)")
     rps_path = os.path.join(rundir, f"rps-{_slug(group)}.png")
     _save(pyplot, figure, rps_path, quick)
 
-    figure, axes = pyplot.subplots(figsize=FIGURE_SIZE)
-    for server in servers:
-        for metric, style in (("p50_ms", "-"), ("p99_ms", "--")):
+    figure, panels = pyplot.subplots(1, 2, figsize=LATENCY_SIZE, sharey=True)
+    values = [r[m] for r in rows for m in ("p50_ms", "p99_ms") if r.get(m)]
+    for axes, metric, style, name in ((panels[0], "p50_ms", "-", "p50 (median), solid"),
+                                      (panels[1], "p99_ms", "--", "p99, dashed")):
+        for server in servers:
             xs, ys, _, _ = _series(rows, server, metric)
             axes.plot(xs, ys, linestyle=style, marker="o", color=colours[server])
-    _mark_waiting(axes, rows, "p50_ms")
-    axes.set_xscale("log", base=2)
-    _ticks_at(axes.xaxis, levels)
-    _plain_log_y(axes, [r[m] for r in rows for m in ("p50_ms", "p99_ms") if r.get(m)])
-    axes.set(xlabel="concurrent connections (wrk -c)", ylabel="latency, ms (log scale)",
-             title=f"Latency vs concurrency: {group} ({_rounds(rows)})")
-    axes.grid(True, which="major", alpha=0.3)
-    handles = [Line2D([], [], color=colours[s], marker="o", label=s) for s in servers]
-    handles += [Line2D([], [], color="black", linestyle="-", label="p50 (solid)"),
-                Line2D([], [], color="black", linestyle="--", label="p99 (dashed)")]
-    axes.legend(handles=handles, fontsize=8, title="lower is better", title_fontsize=8)
+        _hollow_where_waiting(axes, rows, metric, colours)
+        _concurrency_axis(axes, levels)
+        _plain_log_y(axes, values)
+        axes.set_title(f"{name}: {group}")
+    panels[0].set_ylabel("latency, ms (log scale)")
+    _legend_right(panels[1], servers, colours, rows, "server (lower is better)")
+    figure.suptitle(f"Latency vs concurrency ({_rounds(rows)}); wrk's closed loop hides stalls",
+                    fontsize=10)
     latency_path = os.path.join(rundir, f"latency-{_slug(group)}.png")
     _save(pyplot, figure, latency_path, quick)
     return [
         (rps_path, f"requests/s against concurrent connections, {group}: one line per server "
                    f"({_rounds(rows)}); higher is better"),
-        (latency_path, f"p50 (solid) and p99 (dashed) latency against concurrent connections, "
-                       f"{group}, log scale; lower is better; wrk's closed loop hides stalls"),
+        (latency_path, f"p50 (left, solid) and p99 (right, dashed) latency against concurrent "
+                       f"connections, {group}, log scale; lower is better"),
     ]
+
+
+def _concurrency_axis(axes: Any, levels: Sequence[int]) -> None:
+    axes.set_xscale("log", base=2)
+    _ticks_at(axes.xaxis, levels)
+    axes.set_xlabel("concurrent connections (wrk -c)")
+    axes.grid(True, alpha=0.3)
+
+
+def _legend_right(axes: Any, servers: Sequence[str], colours: dict[str, str],
+                  rows: Sequence[dict[str, Any]], title: str) -> None:
+    """One legend entry per server, outside the plot on its right (it never hides a line)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[s], marker="o", label=s) for s in servers]
+    if any(few_connections_open(row) for row in rows):
+        handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white",
+                              linestyle="", label=HOLLOW))
+    axes.legend(handles=handles, fontsize=8, title=title, title_fontsize=8,
+                loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
 def _waiting_note(row: dict[str, Any]) -> str:
     return f"{row['open_connections_max']:g} of {row['connections']} open"
 
 
-def _mark_waiting(axes: Any, rows: Sequence[dict[str, Any]], metric: str) -> None:
-    """Label the points where the server kept few of wrk's connections open (see report)."""
+def _hollow_where_waiting(axes: Any, rows: Sequence[dict[str, Any]], metric: str,
+                          colours: dict[str, str]) -> None:
+    """Draw hollow the points where the server kept few of wrk's connections open."""
     for row in rows:
         if few_connections_open(row) and row.get(metric):
-            axes.annotate(_waiting_note(row), (row["connections"], row[metric]), fontsize=7,
-                          xytext=(-4, 6), textcoords="offset points", ha="right",
-                          color="dimgrey")
+            axes.plot([row["connections"]], [row[metric]], marker="o", markersize=9,
+                      markerfacecolor="white", markeredgewidth=1.5,
+                      color=colours[row["server"]], zorder=4)
 
 
 def _plain_formatter() -> Any:
@@ -188,11 +213,19 @@ def _plain_formatter() -> Any:
 
 # --- single-concurrency cases: bars -----------------------------------------------------------
 
-def _grid(pyplot: Any, count: int) -> tuple[Any, list[Any]]:
+PANEL_INCHES_PER_BAR = 0.75
+"""Width a server's bar (or pair of bars) needs with its label under it."""
+
+
+def _width(bars: int, least: float) -> float:
+    return max(least, PANEL_INCHES_PER_BAR * bars + 1.2)
+
+
+def _grid(pyplot: Any, count: int, bars: int) -> tuple[Any, list[Any]]:
     columns = min(count, 3)
     rows = (count + columns - 1) // columns
-    figure, axes = pyplot.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows),
-                                   squeeze=False)
+    figure, axes = pyplot.subplots(rows, columns, squeeze=False,
+                                   figsize=(_width(bars, 4.2) * columns, 3.8 * rows))
     flat = [a for line in axes for a in line]
     for spare in flat[count:]:
         spare.set_visible(False)
@@ -200,8 +233,9 @@ def _grid(pyplot: Any, count: int) -> tuple[Any, list[Any]]:
 
 
 def _label_bars(axes: Any, bars: Any, values: Sequence[float], digits: int = 0) -> None:
+    """The value on top of each bar: whole numbers from 100 up, two significant digits below."""
     for bar, value in zip(bars, values, strict=True):
-        text = f"{value:,.{digits}f}" if value >= 100 or digits == 0 else f"{value:.2g}"
+        text = f"{value:,.0f}" if value >= 100 or digits == 0 else f"{value:.2g}"
         axes.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                       ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                       textcoords="offset points")
@@ -210,7 +244,8 @@ def _label_bars(axes: Any, bars: Any, values: Sequence[float], digits: int = 0) 
 def case_figures(pyplot: Any, cases: dict[str, list[dict[str, Any]]],
                  colours: dict[str, str], rundir: str, quick: bool) -> list[Figure]:
     """One panel per case measured at a single concurrency: a bar per server."""
-    figure, panels = _grid(pyplot, len(cases))
+    most = max(len(rows) for rows in cases.values())
+    figure, panels = _grid(pyplot, len(cases), most)
     for axes, (case, rows) in zip(panels, cases.items(), strict=True):
         metric, unit = (("transfer_mib_s", "MiB/s") if rows[0].get("file") in BIG_FILE
                         else ("rps", "requests/s"))
@@ -231,7 +266,7 @@ def case_figures(pyplot: Any, cases: dict[str, list[dict[str, Any]]],
     throughput = os.path.join(rundir, "cases-throughput.png")
     _save(pyplot, figure, throughput, quick)
 
-    figure, panels = _grid(pyplot, len(cases))
+    figure, panels = _grid(pyplot, len(cases), most)
     for axes, (case, rows) in zip(panels, cases.items(), strict=True):
         rows = [r for r in rows if r.get("p50_ms") is not None]
         _latency_bars(axes, rows, colours)
@@ -360,7 +395,8 @@ def locust_figure(pyplot: Any, records: Sequence[dict[str, Any]], colours: dict[
     shown = [r for r in records if (r.get("scenarios") or {}).get("total")]
     if not shown:
         return []
-    figure, (count_axes, latency_axes) = pyplot.subplots(1, 2, figsize=(11, 4.8))
+    figure, (count_axes, latency_axes) = pyplot.subplots(
+        1, 2, figsize=(2 * _width(len(shown), 5.5), 5.2))
     totals = [r["scenarios"]["total"] for r in shown]
     positions = range(len(shown))
     answered = count_axes.bar([i - 0.2 for i in positions], [t["answered"] for t in totals],
@@ -374,7 +410,7 @@ def locust_figure(pyplot: Any, records: Sequence[dict[str, Any]], colours: dict[
     count_axes.set(ylabel="requests", title="Locust: requests answered vs never answered")
     count_axes.legend([answered[0], never[0]], ["answered", "never answered (still waiting)"],
                       fontsize=8)
-    count_axes.margins(y=0.15)
+    count_axes.margins(y=0.3)  # room for the legend above the tallest bar
     # Each pair of bars is labelled with how many answers it summarises (4 of 50 is not 200).
     answered_rows, tick_colours = [], dict(colours)
     for record in shown:
