@@ -419,9 +419,9 @@ def run_plan(plan: Plan) -> tuple[dict[str, Any], Progress]:
     os.makedirs(plan.rundir, exist_ok=True)
     progress = Progress()
     server_core, load_cores = prepare_process()
-    progress.cores = (f"server on core {server_core}, load generators on cores "
-                      f"{cores.describe(load_cores)}" if server_core is not None
-                      else "not pinned (one core)")
+    progress.cores = (f"server on core {server_core}, load generators on "
+                      f"core{'s' if len(load_cores) > 1 else ''} {cores.describe(load_cores)}"
+                      if server_core is not None else "not pinned (one core)")
     running: list[servers.RunningServer] = []
     try:
         log(f"document root {plan.docroot} ({plan.profile}, seed {plan.seed})")
