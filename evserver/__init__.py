@@ -1,13 +1,32 @@
 """evserver: an HTTP/1.1 static-file server written from raw sockets, for teaching and experiments.
 
-The package is layered; each folder answers "what does this code know about?"::
+The design in one picture. Each folder answers "what does this code know about?"; an arrow is
+"imports", and imports flow one way only (``tests/unit/test_layers.py`` walks the package with
+``ast`` and fails the build when a module imports a layer above it)::
 
-    cli ──> servers ──> connection ──> protocol ──> http      (bytes and RFC 9112 only)
-                    │              ├─> net      ──> bodies    (sockets, sendfile)
-                    │              └─> event                  (selectors, timers, time)
-                    └─> static ──> http, bodies               (files and HTTP semantics)
+    cli, config ──> servers ──> drivers ──┬─> protocol ──> http     bytes and RFC 9110/9112 only
+                      │                   ├─> net ──────> bodies    sockets, sendfile, buffers
+                      │                   └─> event                 selectors, timers, the clock
+                      └──> static ──> http, bodies                  files and HTTP semantics
 
-``tests/test_layers.py`` walks the package with ``ast`` and keeps this picture true.
+- ``http/``: the request parser (fed bytes, gives events; never reads a socket), the response
+  head, the one table of reason phrases, errors that carry their status.
+- ``bodies``: the contract between handler and transport: a body is bytes or a file region.
+- ``static/``: the file handler, ``request -> Response``; it never sends anything. Compression
+  (precompressed sidecars, gzip) will be chosen here, since it is a choice of representation.
+- ``protocol``: one connection's conversation, sans I/O: ``receive(bytes) -> items to send``,
+  keep-alive, pipelining, error -> response -> close.
+- ``event/``: the single-threaded reactor on ``selectors`` and its timer heap.
+- ``net/``: the listener, the non-blocking transport (write queue, ``os.sendfile``), the blocking
+  send helpers. TLS will live here: a transport that encrypts, under drivers that do not care.
+- ``drivers/``: how bytes move between one socket and its protocol: ``evented`` (callbacks from
+  the reactor, never blocking) and ``blocking`` (recv and send with kernel timeouts).
+- ``servers/``: concurrency only: iterative, threaded and evented, one sentence each (see
+  ``servers/__init__.py``). Worker processes (a master forking N of any model) will live here
+  too, since they are one more way of running the same drivers. Only this layer may use
+  threads, ``fork`` or signals.
+- ``cli``, ``config``, ``accesslog``, ``stats``, ``statspage``: thin edges (argv, settings, log
+  lines, counters).
 """
 
 __version__ = "0.1.0"

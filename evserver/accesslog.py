@@ -35,6 +35,10 @@ MAX_PENDING_LINES = 4096
 """Lines kept in memory before they are written whatever the server's flush policy (about
 300 KiB of text): bounds the memory a burst can take."""
 
+LOG_FLUSH_SECONDS = 1.0
+"""Lines wait at most about this long before they are written, in every model (one write per
+second, not one per request; nginx's ``access_log ... flush=`` does the same job)."""
+
 FLUSH_LINES = 512
 """Lines waiting at which a driver that batches (the evented loop) flushes at once instead of
 waiting for its periodic flush: about 40 KiB, one write of a good size."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import selectors
 import signal
 import sys
 from types import FrameType
@@ -23,11 +22,8 @@ from typing import NoReturn
 from evserver import __version__, config
 from evserver.accesslog import LOG_FORMATS
 from evserver.config import ServerConfig
+from evserver.event.reactor import available_selectors
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
-
-# The selectors module's class for each --selector name; "auto" is DefaultSelector.
-_SELECTOR_CLASSES = {"epoll": "EpollSelector", "poll": "PollSelector", "select": "SelectSelector",
-                     "kqueue": "KqueueSelector", "devpoll": "DevpollSelector"}
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -124,7 +120,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
     args = parser.parse_args(argv)
     if not os.path.isdir(args.directory):
         parser.error(f"-d/--directory: {args.directory!r} is not a folder")
-    if args.selector != "auto" and not hasattr(selectors, _SELECTOR_CLASSES[args.selector]):
+    if args.selector != "auto" and args.selector not in available_selectors():
         parser.error(f"--selector {args.selector} is not available on this system")
     if args.stats_path is not None and not args.stats_path.startswith("/"):
         parser.error("--stats-path must start with '/'")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from evserver.event.reactor import SELECTOR_NAMES
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
 
 MODELS = ("evented", "threaded", "iterative")
-SELECTORS = ("auto", "epoll", "poll", "select", "kqueue", "devpoll")
+SELECTORS = SELECTOR_NAMES
+"""``--selector`` names: the event layer's table (``auto`` is the platform's best)."""
 
 DEFAULT_PORT = 8000
 """The port ``python -m http.server`` uses, so one can replace the other."""

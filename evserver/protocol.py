@@ -3,8 +3,8 @@
 What this module knows: HTTP/1.1 connection management (RFC 9112 9: persistence, pipelining,
 closing), ``Expect: 100-continue`` (RFC 9110 10.1.1), and that one place turns an
 :class:`~evserver.http.errors.HTTPError` into a response. What it must not know: sockets,
-selectors, threads, timers. A driver (``evserver.connection`` for the evented server,
-``evserver.servers.blocking`` for the threaded and iterative ones) moves bytes; this class decides.
+selectors, threads, timers. A driver (``evserver.drivers.evented`` for the evented server,
+``evserver.drivers.blocking`` for the threaded and iterative ones) moves bytes; this class decides.
 
 The driver's side of the contract::
 
@@ -27,7 +27,7 @@ Invariants:
   what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
   without reading cannot make the server buffer without bound.
 
-Speed (issue 7): a request without a body is answered as soon as its head is parsed
+Speed: a request without a body is answered as soon as its head is parsed
 (``RequestParser.skip_end_of_message``); the whole response head comes from a per-second cache
 (:class:`_HeadCache`); a small in-memory body is joined to its head so the driver sends one bytes
 object; statistics are three attribute adds; the access log gets one call with five arguments.
@@ -47,7 +47,7 @@ from evserver.http.errors import HTTPError
 from evserver.http.events import CLOSED, END_OF_MESSAGE, NEED_DATA, Request
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
 from evserver.http.parser import RequestParser
-from evserver.http.response import response_head
+from evserver.http.response import response_head, status_line
 from evserver.stats import Stats
 
 log = logging.getLogger("evserver.protocol")
@@ -62,10 +62,11 @@ MAX_BATCH_BODY_BYTES = 256 * 1024
 
 JOIN_LIMIT = 8 * 1024
 """Largest in-memory body joined to its head (one bytes item, one send()). A larger one stays a
-separate item, and the drivers gather head and body with one sendmsg() instead: copying 64 KiB
-costs about 2.5 us, more than the gathering does; copying 8 KiB costs about as much as it."""
+separate item, and the drivers gather head and body with one sendmsg() instead: copying a large
+body costs more than gathering does, while copying a few KiB costs about as much as it
+(``tools/bench_hotpath.py`` measures both)."""
 
-CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONTINUE_RESPONSE = status_line(100) + b"\r\n"
 """RFC 9110 15.2.1: an interim response, sent before reading a body the client is holding back."""
 
 REQUEST_TIMEOUT_STATUS = 408
@@ -82,8 +83,9 @@ aborted mid-transfer still logs the full length, as nginx logs what it meant to 
 ``$body_bytes_sent`` is not available).
 
 Speed: five positional arguments, no record object: a call with a tuple or a small class built
-per response cost 0.2 to 0.6 us more. The request is passed whole, so the log reads only the
-fields its format shows (a common-format log never looks up Referer or User-Agent)."""
+per response costs measurably more (``tools/bench_hotpath.py``). The request is passed whole,
+so the log reads only the fields its format shows (a common-format log never looks up Referer or
+User-Agent)."""
 
 
 MAX_CACHED_HEADS = 256
@@ -97,8 +99,8 @@ class _HeadCache:
     The ``Date`` field (RFC 9110 6.6.1) changes once a second, and everything else in a head
     comes from the response's ``fields`` bytes (a handler reuses one object per cached file, and
     a bytes object caches its hash) and two settings. So a head is built once per second per
-    distinct response instead of once per request. Speed: a dictionary hit costs about 0.2 µs,
-    building a head (list, joins, date line) about 1.5 µs.
+    distinct response instead of once per request. Speed: a dictionary hit is several times
+    cheaper than building a head (a list, joins, the date line).
 
     The state is one tuple ``(second, date, heads)`` swapped in a single assignment, so threads
     sharing the cache (the threaded model) never pair a head with another second's dictionary.

@@ -32,7 +32,7 @@ from selectors import EVENT_READ
 
 from evserver.accesslog import FLUSH_LINES, AccessLog
 from evserver.config import ServerConfig
-from evserver.connection import Connection
+from evserver.drivers.evented import Connection
 from evserver.event.reactor import Reactor
 from evserver.http.parser import RequestParser
 from evserver.protocol import ServerProtocol
@@ -46,7 +46,7 @@ ITERATIONS = 20_000
 """Requests per run: long enough for a stable figure, short enough for a quick tool."""
 
 FILE_SIZE = 1024
-"""The 1 KiB file of the issue-7 keep-alive case."""
+"""The 1 KiB file of the benchmark's keep-alive case."""
 
 REQUEST = b"GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n\r\n"
 """What wrk sends (wrk adds nothing else to a plain GET)."""
@@ -108,7 +108,7 @@ def bench_connection(root: str, access_log: AccessLog | None = None,
     config = ServerConfig(root=root, quiet=access_log is None)
     handler = StaticHandler(root)
     if shared_check:  # every request in one round: the file's stat was made by an earlier one
-        handler.check_round = 0
+        handler.share_checks_per_round()
     protocol = ServerProtocol(handler, peer="127.0.0.1", stats=stats, access_log=access_log)
     connection = Connection(reactor, server, protocol, config=config, peer="127.0.0.1",
                             stats=stats)

@@ -1,6 +1,6 @@
 """Benchmark the request parser against the standard library's header parsing.
 
-What it measures (issue 2, section 7), each as the median of 5 runs:
+What it measures, each as the median of 5 runs:
 
 1. heads/s for a typical browser request (request line plus Host, User-Agent, Accept, Cookie,
    Cache-Control, If-Modified-Since) parsed by ``evserver.http.parser.RequestParser`` up to its

@@ -1,10 +1,11 @@
 """Fuzz a live HTTP/1.1 server with mutated requests, checking it after every input.
 
-What this module knows: sockets, ``/proc``, a seeded byte-level mutator, and HTTP/1.1 responses
-as RFC 9112 defines them (status line, field lines, Content-Length framing), parsed *strictly*.
-What it must not know: how the server is built. Like the other tools it never imports
-``evserver``: a target is an address, and optionally a process whose descriptors can be counted.
-The tests (``tests/test_hostile_*.py``) borrow its strict response reader.
+What this module knows: sockets, ``/proc``, a seeded byte-level mutator, and how to judge a
+server's answers. What it must not know: how the server is built. Like the other tools it never
+imports ``evserver``: a target is an address, and optionally a process whose descriptors can be
+counted. It shares the tests' support code that imports only the standard library: the strict
+response reader (``tests/support/responses.py``), the standard document tree and the child-process
+starter.
 
 The loop, once per input::
 
@@ -14,16 +15,11 @@ The loop, once per input::
     probe: a plain GET on a fresh connection must get its 200            -> "dead"
     descriptors: at most baseline + slack now; exactly baseline at the end -> "fd leak"
 
-Strict means: ``HTTP/1.1 NNN reason CRLF``; field lines are ``token ":" OWS value OWS CRLF`` with
-no control characters; one ``Content-Length`` (plain digits) on every response that has a body
-(the server never uses chunked or close-delimited bodies, so anything else is a truncation it
-could not signal); ``Date`` on every final response (RFC 9110 6.6.1); nothing after a response
-that says ``Connection: close``; and the stream ends exactly at a response boundary. A response
-to HEAD has no body whatever its Content-Length says, so inputs that may contain a HEAD request
-are read with that in mind (see :func:`parse_responses`).
+"Malformed" is the strict reader's verdict (its docstring says what strict means); inputs that
+may contain a HEAD request are read knowing a response to HEAD has no body.
 
 Run it by hand for long sessions (the CI runs a few hundred inputs per model, from
-``tests/test_hostile_fuzz.py``)::
+``tests/hostile/test_hostile_fuzz.py``)::
 
     .venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1
     .venv/bin/python -m tools.fuzz_server --count 100000 --model threaded --save /tmp/fuzz-fail
@@ -47,240 +43,23 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# ---------------------------------------------------------------------------------------------
-# Strict response parsing (RFC 9112 4 status line, 5 field lines, 6.3 message body length).
+if __package__ in (None, ""):  # run as a script: make ``tests.support`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MAX_RESPONSE_HEAD = 16 * 1024
-"""A response head longer than this is malformed here: evserver's heads are a few hundred bytes."""
-
-_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5][0-9][0-9]) ([\t \x21-\x7e\x80-\xff]*)")
-_FIELD_LINE = re.compile(
-    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*"
-    rb"((?:[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
+from tests.support.processes import ServerDidNotStart, ServerProcess, spawn_server
+from tests.support.procfs import open_fds
+from tests.support.responses import (
+    HTTPResponse,
+    MalformedResponse,
+    exchange,
+    parse_responses,
+    read_until_close,
 )
-_DIGITS = re.compile(rb"[0-9]+")
-
-
-class MalformedResponse(Exception):
-    """The bytes the server sent are not a strictly well-formed sequence of HTTP/1.1 responses."""
-
-
-@dataclass
-class HTTPResponse:
-    """One parsed response. ``headers`` maps lower-case names to values (repeats joined)."""
-
-    status: int
-    reason: str
-    headers: dict[str, str]
-    body: bytes
-    head: bytes
-
-    @property
-    def closes(self) -> bool:
-        """The server said it will close after this response (RFC 9112 9.6)."""
-        return "close" in self.headers.get("connection", "").lower().replace(" ", "").split(",")
-
-    def __repr__(self) -> str:
-        return f"<HTTPResponse {self.status} {len(self.body)} body bytes>"
-
-
-def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
-    lines = head.split(b"\r\n")
-    match = _STATUS_LINE.fullmatch(lines[0])
-    if match is None:
-        raise MalformedResponse(f"bad status line {lines[0][:100]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        field_match = _FIELD_LINE.fullmatch(line)
-        if field_match is None:
-            raise MalformedResponse(f"bad field line {line[:100]!r}")
-        name = field_match.group(1).decode("ascii").lower()
-        value = field_match.group(2).decode("latin-1")
-        if name in headers:
-            if name in ("content-length", "date", "server", "location", "content-type"):
-                raise MalformedResponse(f"repeated field {name}")
-            headers[name] += ", " + value
-        else:
-            headers[name] = value
-    return int(match.group(1)), match.group(2).decode("latin-1"), headers
-
-
-def _body_length(status: int, headers: dict[str, str], head_request: bool) -> int:
-    """RFC 9112 6.3: how many body bytes follow this head."""
-    if "transfer-encoding" in headers:
-        raise MalformedResponse("Transfer-Encoding in a response (evserver never sends it)")
-    length_text = headers.get("content-length")
-    if length_text is not None and _DIGITS.fullmatch(length_text.encode("latin-1")) is None:
-        raise MalformedResponse(f"bad Content-Length {length_text!r}")
-    if 100 <= status < 200 or status in (204, 304):
-        if status == 204 and length_text is not None:
-            raise MalformedResponse("Content-Length on a 204 (RFC 9110 8.6)")
-        return 0
-    if length_text is None:
-        raise MalformedResponse(f"{status} without Content-Length (truncation undetectable)")
-    if "date" not in headers:
-        raise MalformedResponse(f"{status} without Date (RFC 9110 6.6.1)")
-    return 0 if head_request else int(length_text)
-
-
-def parse_one(
-    data: bytes | bytearray, start: int = 0, head_request: bool = False
-) -> tuple[HTTPResponse, int] | None:
-    """The response at ``data[start:]`` and where it ends, or ``None`` while it is incomplete.
-
-    Raises :class:`MalformedResponse` as soon as the bytes cannot begin a valid response.
-    """
-    head_end = data.find(b"\r\n\r\n", start)
-    if head_end < 0:
-        prefix = bytes(data[start : start + 9])
-        if not b"HTTP/1.1 ".startswith(prefix) and not prefix.startswith(b"HTTP/1.1 "):
-            raise MalformedResponse(f"not a status line: {prefix!r}")
-        if len(data) - start > MAX_RESPONSE_HEAD:
-            raise MalformedResponse("response head too long")
-        return None
-    head = bytes(data[start:head_end])
-    if b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
-        raise MalformedResponse("bare CR or LF in a response head")
-    status, reason, headers = _parse_head(head)
-    length = _body_length(status, headers, head_request)
-    body_start = head_end + 4
-    if len(data) - body_start < length:
-        return None
-    body = bytes(data[body_start : body_start + length])
-    return HTTPResponse(status, reason, headers, body, head), body_start + length
-
-
-def parse_responses(data: bytes, head_requests: Sequence[bool] = (), *,
-                    maybe_head: bool = False) -> list[HTTPResponse]:
-    """Every response in a complete stream (read until the server closed); strict.
-
-    ``head_requests[i]`` says the i-th response answers a HEAD (no body). With ``maybe_head``
-    (fuzzed input that might hold a HEAD request) a body-less reading is also accepted when the
-    bytes right after the head begin another response or end the stream.
-    Raises :class:`MalformedResponse`, including for a stream that ends inside a response.
-    """
-    responses: list[HTTPResponse] = []
-    position = 0
-    while position < len(data):
-        if responses and responses[-1].closes:
-            raise MalformedResponse("bytes after a response that said Connection: close")
-        index = len(responses)
-        head_request = head_requests[index] if index < len(head_requests) else False
-        parsed = parse_one(data, position, head_request)
-        if maybe_head and not head_request and (parsed is None or
-                                                not _plausible(data, parsed[1])):
-            as_head = parse_one(data, position, True)
-            if as_head is not None and _plausible(data, as_head[1]):
-                parsed = as_head
-        if parsed is None:
-            raise MalformedResponse(f"stream ends inside response {index + 1} "
-                                    f"({len(data) - position} bytes of it arrived)")
-        response, position = parsed
-        if not 100 <= response.status < 200:
-            responses.append(response)
-    return responses
-
-
-def _plausible(data: bytes, position: int) -> bool:
-    rest = data[position : position + 9]
-    return not rest or b"HTTP/1.1 ".startswith(rest) or rest.startswith(b"HTTP/1.1 ")
-
-
-def read_until_close(sock: socket.socket, limit: int = 64 * 1024 * 1024) -> tuple[bytes, str]:
-    """Everything the peer sends until it closes: ``(data, how)``, ``how`` is ``"eof"`` or
-    ``"reset"``. A socket timeout propagates (the server did not close in time)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        try:
-            chunk = sock.recv(262144)
-        except ConnectionResetError:
-            return b"".join(chunks), "reset"
-        if not chunk:
-            return b"".join(chunks), "eof"
-        chunks.append(chunk)
-        size += len(chunk)
-    raise MalformedResponse(f"more than {limit} bytes without closing")
-
-
-class ResponseReader:
-    """Read responses one at a time from a blocking socket (keep-alive conversations)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
-        self.closed = ""
-        """``""`` while open; ``"eof"`` or ``"reset"`` once the server closed."""
-
-    def _fill(self) -> bool:
-        if self.closed:
-            return False
-        try:
-            chunk = self.sock.recv(262144)
-        except ConnectionResetError:
-            self.closed = "reset"
-            return False
-        if not chunk:
-            self.closed = "eof"
-            return False
-        self.buffer += chunk
-        return True
-
-    def next(self, head_request: bool = False) -> HTTPResponse | None:
-        """The next final response (1xx skipped), or ``None`` if the server closed cleanly first.
-
-        Raises :class:`MalformedResponse` if the stream ends inside a response.
-        """
-        while True:
-            parsed = parse_one(self.buffer, 0, head_request) if self.buffer else None
-            if parsed is not None:
-                response, end = parsed
-                del self.buffer[:end]
-                if 100 <= response.status < 200:
-                    continue
-                return response
-            if not self._fill():
-                if self.buffer:
-                    raise MalformedResponse(
-                        f"connection {self.closed} inside a response "
-                        f"({len(self.buffer)} bytes of it arrived)")
-                return None
-
-    def wait_closed(self) -> str:
-        """Read until the server closes; any byte that arrives is an error. Returns how."""
-        while self._fill():
-            pass
-        if self.buffer:
-            raise MalformedResponse(f"unexpected bytes before close: {bytes(self.buffer[:80])!r}")
-        return self.closed
-
-
-def exchange(address: tuple[str, int], data: bytes, *, timeout: float = 10.0,
-             half_close: bool = False, head_requests: Sequence[bool] = (),
-             maybe_head: bool = False) -> tuple[list[HTTPResponse], str]:
-    """Send ``data`` on a new connection and read until the server closes.
-
-    Returns the strictly parsed responses and how the server closed (``"eof"``/``"reset"``).
-    Without ``half_close`` the server must close by itself (after an error or
-    ``Connection: close``); if it does not within ``timeout``, ``socket.timeout`` is raised.
-    """
-    with socket.create_connection(address, timeout=timeout) as sock:
-        try:
-            sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it closed early (after an error): what it sent is still readable
-        if half_close:
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-        raw, how = read_until_close(sock)
-    return parse_responses(raw, head_requests, maybe_head=maybe_head), how
-
+from tests.support.trees import make_docroot
 
 # ---------------------------------------------------------------------------------------------
 # The corpus and the mutator.
@@ -533,43 +312,17 @@ def fuzz(target: Target, *, seed: int, max_inputs: int | None = None,
 # ---------------------------------------------------------------------------------------------
 # Running it by hand.
 
-def _make_docroot(root: Path) -> None:
-    """The files the corpus names (the same names as the tests' standard tree)."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "index.html").write_text("<!DOCTYPE html><title>home</title><p>fuzz root\n")
-    (root / "small.txt").write_text("hello, world\n")
-    (root / "kib.bin").write_bytes(bytes(range(256)) * 4)
-    (root / "sub").mkdir(exist_ok=True)
-    (root / "sub" / "a.txt").write_text("in a folder\n")
-    (root / "noindex").mkdir(exist_ok=True)
-    (root / "noindex" / "x.css").write_text("p { color: red }\n")
-    (root / "with space é.txt").write_text("spaces and UTF-8\n")
+SERVER_TIMEOUTS = ("--header-timeout", "2", "--idle-timeout", "2", "--send-timeout", "5")
+"""Short timeouts for the server it starts: an input the server wrongly waits on ends soon."""
 
 
-_BANNER_PORT = re.compile(r" on http://[^ ]*:(\d+)/")
-
-
-def start_evserver(root: Path, model: str, selector: str,
-                   extra: Iterable[str] = ()) -> tuple[subprocess.Popen[str], int]:
-    """``python -m evserver`` on a free port; returns the process and its port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evserver", "0", "-b", "127.0.0.1", "-d", str(root), "-q",
-         "--model", model, "--selector", selector, "--header-timeout", "2",
-         "--idle-timeout", "2", "--send-timeout", "5", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert process.stderr is not None
-    for line in process.stderr:
-        match = _BANNER_PORT.search(line)
-        if match:
-            return process, int(match.group(1))
-    process.wait()
-    raise SystemExit(f"fuzz_server: the server did not start (exit {process.returncode})")
-
-
-def _fd_counter(pid: int) -> Callable[[], int]:
-    def count() -> int:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    return count
+def start_evserver(root: Path, model: str, selector: str) -> ServerProcess:
+    """``python -m evserver`` (quiet, short timeouts) on a free port, over ``root``."""
+    try:
+        return spawn_server(root, "-q", "--model", model, "--selector", selector,
+                            *SERVER_TIMEOUTS)
+    except ServerDidNotStart as error:
+        raise SystemExit(f"fuzz_server: the server did not start: {error}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -591,19 +344,19 @@ def main(argv: list[str] | None = None) -> int:
     corpus = list(CORPUS)
     if args.corpus is not None:
         corpus += [path.read_bytes() for path in sorted(args.corpus.glob("*.http"))]
-    process: subprocess.Popen[str] | None = None
+    server: ServerProcess | None = None
     folder: str | None = None
     try:
         if args.port is None:
             folder = tempfile.mkdtemp(prefix="fuzz-root-")
-            _make_docroot(Path(folder))
-            process, port = start_evserver(Path(folder), args.model, args.selector)
-            pid: int | None = process.pid
+            server = start_evserver(make_docroot(Path(folder)), args.model, args.selector)
+            port, pid = server.port, server.pid
         else:
             port, pid = args.port, args.pid
-        running = process
-        target = Target(("127.0.0.1", port), _fd_counter(pid) if pid else None,
-                        (lambda: running.poll() is None) if running is not None else (lambda: True),
+        running = server
+        target = Target(("127.0.0.1", port), (lambda: open_fds(pid)) if pid else None,
+                        (lambda: running.process.poll() is None) if running is not None
+                        else (lambda: True),
                         probe_body=b"hello, world\n" if args.port is None else None)
         if args.replay is not None:
             data = args.replay.read_bytes()
@@ -622,13 +375,11 @@ def main(argv: list[str] | None = None) -> int:
                 (args.save / f"seed{args.seed}-{failure.index}.http").write_bytes(failure.data)
         return 1 if report.failures else 0
     finally:
-        if process is not None:
-            process.terminate()
+        if server is not None:
             try:
-                process.wait(10)
+                server.stop(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                pass  # stop() has killed it
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 

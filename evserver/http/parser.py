@@ -1,9 +1,9 @@
 """The incremental HTTP/1.1 request parser (RFC 9112), sans-I/O: bytes in, events out.
 
-What this module knows: the bytes of HTTP/1.1 requests, as RFC 9112 (message syntax) and
-RFC 9110 (fields, lists, tokens) define them. What it must not know: where the bytes come from
-(sockets, files), what time it is, and what anyone does with the events. It never reads, never
-writes, never logs.
+What this module knows: the states a request passes through on one connection, and how to read
+each one from the bytes received (RFC 9112: the head, Content-Length and chunked bodies,
+trailers). What it must not know: where the bytes come from (sockets, files), what time it is,
+and what anyone does with the events. It never reads, never writes, never logs.
 
 How it is used::
 
@@ -15,62 +15,68 @@ The same object parses the next pipelined request after ``END_OF_MESSAGE``; no r
 
 The state machine lives in one place: :class:`State` and :data:`TRANSITIONS` below list every
 state and every move between them, and ``next_event`` dispatches on the state through
-``_READERS``. Nothing else decides what the parser is doing.
+``_READERS``. Nothing else decides what the parser is doing. The rest of the parsing lives
+beside it, split the way h11 splits it:
+
+- ``evserver.http.grammar``: the character classes and patterns of the RFC 9110/9112 ABNF;
+- ``evserver.http.checks``: the cold checks (request line, target, Host, Content-Length,
+  Transfer-Encoding) and the messages describing a malformed head, with their memos.
 
 Decisions taken where RFC 9112 leaves a choice (each one makes us stricter, never looser, because
-a request two parsers read differently is how request smuggling starts):
+a request two parsers read differently is how request smuggling starts; the grammar and the
+checks state the ones they implement):
 
 - Line terminators are exactly CRLF. A bare LF is **rejected** with 400 (RFC 9112 2.2 allows a
   recipient to recognise it; we do not, since a front proxy that does not would see different
   lines). A bare CR anywhere in the head is 400 (RFC 9112 2.2 forbids treating it as a break).
 - Up to :data:`MAX_LEADING_EMPTY_LINES` empty lines before a request line are ignored (RFC 9112
   2.2 asks for at least one); more are 400, so a client cannot keep us busy with CRLFs.
-- Request-target characters are those RFC 3986 allows in a URI (unreserved, gen-delims except
-  ``#``, sub-delims) plus ``%``, plus the "unsafe" printable ones real browsers send raw (``"``,
-  ``<``, ``>``, ``\\``, ``^``, backtick, ``{``, ``|``, ``}``: nginx accepts them too, and they
-  cannot shift framing). SP, CTLs, bytes >= 0x80 and ``#`` (a fragment is never sent, RFC 9112
-  3.2) are 400. Percent-decoding, and judging the path, is the handler's business.
-- ``Transfer-Encoding`` lists are parsed strictly (no empty list elements); only ``chunked`` is
-  implemented, so any other coding is 501; ``chunked`` twice or not last is 400; together with
-  ``Content-Length`` it is 400 (RFC 9112 6.1, 6.3); in an HTTP/1.0 request it is 400.
-- ``Content-Length`` is ``1*DIGIT`` (ASCII 0-9 only) with at most
-  :data:`MAX_CONTENT_LENGTH_DIGITS` digits; a list of identical values is folded (RFC 9110 8.6).
-- ``Host`` syntax is checked loosely: no whitespace, CTL, ``/``, ``?``, ``#`` or ``@``.
+- ``Transfer-Encoding`` together with ``Content-Length`` is 400 (RFC 9112 6.1, 6.3); in an
+  HTTP/1.0 request it is 400.
 - ``Expect: 100-continue`` is honoured for HTTP/1.1 and ignored for HTTP/1.0 (RFC 9110 10.1.1);
   any other expectation is 417.
 
 Invariants:
 
-- Every byte of a head is matched by an explicit rule. The head is decoded as ISO-8859-1 once,
-  and the regular expressions use explicit character classes only (never ``\\s``, ``\\d``,
-  ``\\w``, ``str.split()``, ``strip()``, ``splitlines()`` or ``int()`` on unproven text: those
-  accept ``\\x85``, ``\\xa0``, ``\\x1c``, ``+1``, ``1_0`` or non-ASCII digits).
+- Every byte of a head is matched by an explicit rule. The head is decoded as ISO-8859-1 once;
+  the patterns (``evserver.http.grammar``) use explicit character classes only, and this module
+  never calls the argument-less ``str.split()``, ``strip()`` or ``splitlines()``, nor ``int()``
+  on unproven text: those accept ``\\x85``, ``\\xa0``, ``\\x1c``, ``+1``, ``1_0`` or non-ASCII
+  digits.
 - Work is linear in the bytes received: while a head is incomplete the parser remembers how far
   it searched, so a head fed one byte at a time costs O(n) (h11's receive-buffer idea).
 - After the first error every ``feed`` and ``next_event`` raises that same error again: the
   connection must close, since the framing of what follows is unknown.
 - A ``Data`` event is never empty.
 
-Speed: this is the hot path of the whole server (a few microseconds per typical head), which is
-why the head is validated with two regular-expression passes over the whole block instead of a
-Python loop over lines, and why the common cases (no body, keep-alive) take the shortest branch.
+Speed: this is the hot path of the whole server, which is why the head is validated with one
+``translate`` pass over the whole block instead of a Python loop over its bytes, why the common
+cases (no body, keep-alive, a request line or Host seen before) take the shortest branch, and why
+every pattern, table and memo from the modules above is bound as a global of this module.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from typing import Final
 
+from evserver.http import checks, grammar
+from evserver.http.checks import (
+    check_host,
+    check_transfer_coding,
+    combine_repeated_fields,
+    describe_bad_fields,
+    describe_bad_head,
+    parse_content_length,
+    parse_request_line,
+)
 from evserver.http.errors import (
     BadRequest,
     ExpectationFailed,
     HeadersTooLarge,
     HTTPError,
-    NotImplementedCoding,
     PayloadTooLarge,
     URITooLong,
-    VersionNotSupported,
 )
 from evserver.http.events import (
     CLOSED,
@@ -83,7 +89,6 @@ from evserver.http.events import (
 from evserver.http.limits import (
     DEFAULT_LIMITS,
     MAX_CHUNK_LINE,
-    MAX_CHUNK_SIZE_DIGITS,
     MAX_TRAILER,
     ParserLimits,
 )
@@ -91,75 +96,16 @@ from evserver.http.limits import (
 MAX_LEADING_EMPTY_LINES: Final = 8
 """[400] RFC 9112 2.2 asks us to skip at least one CRLF before a request line; bound the work."""
 
-MAX_CONTENT_LENGTH_DIGITS: Final = 18
-"""[400] 18 decimal digits stay below 2**63; a longer Content-Length is an overflow attempt."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Character classes and grammar (RFC 9110 5.6.2 token, 5.5 field values; RFC 3986 URI chars).
-# All patterns work on text decoded as ISO-8859-1 and use explicit classes only, with re.ASCII
-# so case-insensitive matching cannot fold a non-ASCII letter onto an ASCII one.
-
-_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"  # RFC 9110 5.6.2
-_VCHAR_OBS = r"\x21-\x7e\x80-\xff"  # RFC 9110 5.5: field-vchar = VCHAR / obs-text
-# RFC 3986 2.2/2.3: unreserved, gen-delims without "#", sub-delims; plus "%" (pct-encoded).
-# Leniency, like nginx and every browser-facing server: the characters RFC 3986 calls unsafe
-# (`"`, `<`, `>`, `\`, `^`, backtick, `{`, `|`, `}`) are sent raw by real browsers and tools
-# (Chrome leaves `{`, `|`, `}` and `^` unencoded), cannot break framing (no SP, CTL or obs-text),
-# and the handler percent-decodes and judges the path anyway, so they are accepted in paths.
-_TARGET_CHAR = r"A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%\"<>\\^`{|}"
-_AUTHORITY_CHAR = r"A-Za-z0-9\-._~:\[\]@!$&'()*+,;=%"  # the same without "/" and "?"
-_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-
-# RFC 9112 3: request-line = method SP request-target SP HTTP-version, exactly one SP each;
-# RFC 9112 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT (case-sensitive).
-_REQUEST_LINE = re.compile(
-    rf"([{_TCHAR}]+) ([{_TARGET_CHAR}]+) HTTP/([0-9])\.([0-9])", re.ASCII
-)
-# RFC 9112 3.2.1: origin-form = absolute-path [ "?" query ]
-_ORIGIN_FORM = re.compile(rf"/[{_TARGET_CHAR}]*", re.ASCII)
-# RFC 9112 3.2.2: absolute-form = absolute-URI; we accept the http and https schemes, with a
-# non-empty authority (RFC 9110 4.2.1: an http URI with an empty host is invalid).
-_ABSOLUTE_FORM = re.compile(
-    rf"(?i:https?)://[{_AUTHORITY_CHAR}]+(?:[/?][{_TARGET_CHAR}]*)?", re.ASCII
-)
-# RFC 9112 3.2.3: authority-form = uri-host ":" port (only for CONNECT)
-_AUTHORITY_FORM = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+", re.ASCII
-)
-
-# RFC 9112 5: field-line = field-name ":" OWS field-value OWS, then CRLF.
-# No whitespace before the colon (5.1), no obs-fold (5.2: a line starting with SP/HTAB is not a
-# field name), field-value without CTLs except HTAB inside (RFC 9110 5.5), OWS = SP / HTAB.
-_FIELD_VALUE = rf"(?:[{_VCHAR_OBS}](?:[ \t{_VCHAR_OBS}]*[{_VCHAR_OBS}])?)?"
-_FIELD_LINE_TEXT = rf"([{_TCHAR}]+):[ \t]*({_FIELD_VALUE})[ \t]*\r\n"
-_FIELD_LINES = re.compile(_FIELD_LINE_TEXT, re.ASCII)  # one line, for error messages
-_FIELD_BLOCK = re.compile(  # a whole trailer section; also the reference the tests compare to
-    rf"(?:[{_TCHAR}]+:[ \t]*{_FIELD_VALUE}[ \t]*\r\n)*", re.ASCII
-)
-
-_TOKEN = re.compile(rf"[{_TCHAR}]+", re.ASCII)  # RFC 9110 5.6.2
-_HOST = re.compile(r"[^ \t/?#@]*", re.ASCII)  # RFC 9112 3.2, loosely: see the module docstring
-_DIGITS = re.compile(r"[0-9]+", re.ASCII)
-# RFC 9110 8.6 with 5.6.1 lists: identical values may arrive as "5, 5" (or two fields).
-_CONTENT_LENGTH_LIST = re.compile(r"[0-9]+(?:[ \t]*,[ \t]*[0-9]+)*", re.ASCII)
-_LIST_TOKEN = re.compile(rf"[{_TCHAR}]+", re.ASCII)
-# RFC 9112 6.1 / RFC 9110 10.1.4: transfer-coding = token *( OWS ";" OWS transfer-parameter ),
-# transfer-parameter = token BWS "=" BWS ( token / quoted-string ); one element plus separator.
-_TRANSFER_CODING = re.compile(
-    rf"([{_TCHAR}]+)(?:[ \t]*;[ \t]*[{_TCHAR}]+[ \t]*=[ \t]*(?:[{_TCHAR}]+|{_QUOTED_STRING}))*"
-    r"(?:[ \t]*,[ \t]*|\Z)",
-    re.ASCII,
-)
-
-# RFC 9112 7.1: chunk-size = 1*HEXDIG, chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS
-# ext-val ] ), ext-val = token / quoted-string. No trailing whitespace without an extension.
-_CHUNK_LINE = re.compile(
-    (
-        rf"([0-9A-Fa-f]{{1,{MAX_CHUNK_SIZE_DIGITS}}})"
-        rf"(?:[ \t]*;[ \t]*[{_TCHAR}]+(?:[ \t]*=[ \t]*(?:[{_TCHAR}]+|{_QUOTED_STRING}))?)*"
-    ).encode("ascii")
-)
+# The grammar tables and memos the readers use, bound here by assignment rather than by
+# ``from ... import``: CPython 3.11 compiles ``name.method(...)`` on an imported name as an
+# attribute load plus a call (it guesses the name is a module), which builds a bound method on
+# every call; on a name assigned in this module it emits the cheaper method call.
+_ORDINARY_HEAD_BYTES: Final = grammar.ORDINARY_HEAD_BYTES
+_TOKEN: Final = grammar.TOKEN
+_CHUNK_LINE: Final = grammar.CHUNK_LINE
+_FIELD_BLOCK: Final = grammar.FIELD_BLOCK
+_VALID_HOSTS: Final = checks.VALID_HOSTS
+_VALID_REQUEST_LINES: Final = checks.VALID_REQUEST_LINES
 
 
 class State(enum.IntEnum):
@@ -200,8 +146,8 @@ _CHUNK_DATA_END: Final = State.CHUNK_DATA_END
 _TRAILER: Final = State.TRAILER
 _END: Final = State.END
 _CLOSED: Final = State.CLOSED
-"""The states as module globals. Speed: ``State.END`` costs about 100 ns (an attribute lookup on
-the enum class), a global about 15 ns, and the parser reads or sets its state several times per
+"""The states as module globals. Speed: ``State.END`` is an attribute lookup on the enum class,
+several times dearer than a global, and the parser reads or sets its state several times per
 request."""
 
 
@@ -392,13 +338,13 @@ class RequestParser:
         # RFC 9112 2.2 (no bare CR, our choice of no bare LF) and RFC 9110 5.5 (no CTL but HTAB
         # in a field value): deleting every ordinary byte must leave exactly the CRLFs we split.
         if len(raw_head.translate(None, _ORDINARY_HEAD_BYTES)) != 2 * len(lines) - 2:
-            raise BadRequest(_describe_bad_head(head))
+            raise BadRequest(describe_bad_head(head))
         request_line = lines[0]
         if len(request_line) > self._limits.max_request_line:
             raise URITooLong("request line too long")
         known = _VALID_REQUEST_LINES.get(request_line)
         if known is None:
-            known = _parse_request_line(request_line)
+            known = parse_request_line(request_line)
         method, target, version = known
 
         if len(lines) - 1 > self._limits.max_header_count:
@@ -417,12 +363,12 @@ class RequestParser:
                 # RFC 9110 5.1: the name is a token. This rejects an empty name, obs-fold (a line
                 # starting with SP/HTAB, RFC 9112 5.2) and whitespace before the colon (5.1).
                 if not colon or _TOKEN.fullmatch(key) is None:
-                    raise BadRequest(_describe_bad_fields(head[len(request_line) + 2 :] + "\r\n"))
+                    raise BadRequest(describe_bad_fields(head[len(request_line) + 2 :] + "\r\n"))
             value = value.strip(" \t")  # RFC 9112 5: OWS is exactly SP and HTAB
             append((name, value))
             headers[key] = value
         if len(headers) != len(raw_headers):
-            headers = _combine_repeated_fields(raw_headers)
+            headers = combine_repeated_fields(raw_headers)
         return self._start_message(method, target, version, headers, raw_headers)
 
     def _start_message(
@@ -442,7 +388,7 @@ class RequestParser:
             if version == "1.1":  # RFC 9112 3.2: an HTTP/1.1 request without Host -> 400
                 raise BadRequest("missing Host field")
         elif host not in _VALID_HOSTS:
-            _check_host(host)
+            check_host(host)
 
         # RFC 9112 9.3: persistence. 1.1 persists unless "close"; 1.0 only with "keep-alive".
         connection = headers.get("connection")
@@ -451,7 +397,7 @@ class RequestParser:
         elif connection == "keep-alive":
             keep_alive = True
         else:
-            tokens = _LIST_TOKEN.findall(connection.lower())  # a comma list, case-insensitive
+            tokens = _TOKEN.findall(connection.lower())  # a comma list, case-insensitive
             keep_alive = "close" not in tokens and (version == "1.1" or "keep-alive" in tokens)
 
         if _BODY_AND_EXPECT_FIELDS.isdisjoint(headers):
@@ -494,12 +440,12 @@ class RequestParser:
                 raise BadRequest("both Transfer-Encoding and Content-Length")
             if version == "1.0":  # RFC 9112 6.1: faulty framing in an HTTP/1.0 message
                 raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
-            _check_transfer_coding(transfer_encoding)
+            check_transfer_coding(transfer_encoding)
             self._body_total = 0
             self._state = _CHUNK_SIZE
             return None
         assert length_field is not None
-        content_length = _parse_content_length(length_field)
+        content_length = parse_content_length(length_field)
         if content_length > self._limits.max_body:
             raise PayloadTooLarge("request body too large")
         if content_length:
@@ -610,7 +556,7 @@ class RequestParser:
             raise HeadersTooLarge("trailer section too large")
         trailer = buffer[: trailer_end + 2].decode("latin-1")
         if _FIELD_BLOCK.fullmatch(trailer) is None:
-            raise BadRequest(_describe_bad_fields(trailer))
+            raise BadRequest(describe_bad_fields(trailer))
         del buffer[: trailer_end + 4]
         return self._read_end()
 
@@ -626,11 +572,6 @@ _LINE_BREAK_STARTS: Final = (b"\r", b"\n")
 
 _BODY_AND_EXPECT_FIELDS: Final = frozenset({"content-length", "transfer-encoding", "expect"})
 """The fields that make a request more than a bare head (framing, RFC 9112 6.3; Expect)."""
-
-_ORDINARY_HEAD_BYTES: Final = bytes(
-    byte for byte in range(256) if byte == 0x09 or 0x20 <= byte <= 0x7E or byte >= 0x80
-)
-"""Bytes allowed anywhere in a head line: HTAB, SP, VCHAR, obs-text (RFC 9110 5.5)."""
 
 _COMMON_FIELD_NAMES: Final = frozenset(
     {
@@ -662,10 +603,7 @@ _READERS: Final = {
     State.END: RequestParser._read_end,
     State.CLOSED: RequestParser._read_closed,
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Field semantics and error details (cold paths, kept out of the parser class).
+"""The reader of each state: ``next_event`` returns ``_READERS[state](parser)``."""
 
 
 def _has_bare_lf(buffer: bytearray, start: int) -> bool:
@@ -677,158 +615,3 @@ def _has_bare_lf(buffer: bytearray, start: int) -> bool:
             return True
         position = buffer.find(b"\n", position + 1)
     return False
-
-
-_VALID_HOSTS: set[str] = set()
-"""Host values already proven valid: a memo of the pure check below (the check is a pattern
-match; a set lookup is several times cheaper and most requests repeat a few hosts)."""
-
-MAX_REMEMBERED_HOSTS: Final = 256
-"""Bound on _VALID_HOSTS so a client sending many distinct hosts cannot grow it."""
-
-
-def _check_host(host: str) -> None:
-    """RFC 9112 3.2: an invalid Host value -> 400 (checked loosely, see the module docstring)."""
-    if _HOST.fullmatch(host) is None:
-        raise BadRequest("invalid Host field")
-    if len(_VALID_HOSTS) < MAX_REMEMBERED_HOSTS:
-        _VALID_HOSTS.add(host)
-
-
-_VALID_REQUEST_LINES: dict[str, tuple[str, str, str]] = {}
-"""Request lines already proven valid -> (method, target, version): a memo of the pure function
-below, like ``_VALID_HOSTS`` (a keep-alive client repeats its lines; a dictionary hit costs
-about 50 ns, the pattern match and checks about 600 ns)."""
-
-MAX_REMEMBERED_REQUEST_LINES: Final = 256
-"""Bound on _VALID_REQUEST_LINES so a client sending many distinct targets cannot grow it."""
-
-
-def _parse_request_line(request_line: str) -> tuple[str, str, str]:
-    """RFC 9112 3: (method, target, version) of a request line, or an ``HTTPError``."""
-    match = _REQUEST_LINE.fullmatch(request_line)
-    if match is None:
-        raise BadRequest(_describe_bad_request_line(request_line))
-    method, target, major, minor = match.groups()
-    # RFC 9112 2.3 and RFC 9110 6.2: same major version, any minor; 2+ is another protocol.
-    if major != "1":
-        if major == "0":
-            raise BadRequest("unsupported HTTP version")
-        raise VersionNotSupported(f"HTTP/{major}.{minor} is not supported")
-    version = "1.0" if minor == "0" else "1.1"
-    if target[0] != "/" or method == "CONNECT":  # origin-form is proven by _REQUEST_LINE
-        _check_target(method, target)
-    known = (method, target, version)
-    if len(_VALID_REQUEST_LINES) < MAX_REMEMBERED_REQUEST_LINES:
-        _VALID_REQUEST_LINES[request_line] = known
-    return known
-
-
-def _combine_repeated_fields(raw_headers: list[tuple[str, str]]) -> dict[str, str]:
-    """The headers dict when some field name repeats (the uncommon case, kept off the loop)."""
-    headers: dict[str, str] = {}
-    for name, value in raw_headers:
-        key = name.lower()
-        if key in headers:
-            if key == "host":  # RFC 9112 3.2: more than one Host field line -> 400
-                raise BadRequest("more than one Host field")
-            # RFC 9110 5.3: a repeated field is one comma-separated list, in order.
-            headers[key] = headers[key] + ", " + value
-        else:
-            headers[key] = value
-    return headers
-
-
-def _check_target(method: str, target: str) -> None:
-    """RFC 9112 3.2: the four request-target forms, each tied to its methods."""
-    if target[0] == "/":
-        if method == "CONNECT":  # RFC 9112 3.2.3: CONNECT takes authority-form only
-            raise BadRequest("CONNECT needs an authority-form target")
-        if _ORIGIN_FORM.fullmatch(target) is None:  # RFC 9112 3.2.1
-            raise BadRequest("invalid origin-form target")
-    elif target == "*":
-        if method != "OPTIONS":  # RFC 9112 3.2.4: asterisk-form only for OPTIONS
-            raise BadRequest("asterisk-form target is only for OPTIONS")
-    elif method == "CONNECT":
-        if _AUTHORITY_FORM.fullmatch(target) is None:  # RFC 9112 3.2.3
-            raise BadRequest("invalid authority-form target")
-    elif _ABSOLUTE_FORM.fullmatch(target) is None:  # RFC 9112 3.2.2, any method
-        raise BadRequest("invalid request target")
-
-
-def _parse_content_length(value: str) -> int:
-    """RFC 9112 6.2 / RFC 9110 8.6: 1*DIGIT, or a list of identical values."""
-    if _DIGITS.fullmatch(value) is None:
-        if _CONTENT_LENGTH_LIST.fullmatch(value) is None:
-            raise BadRequest("invalid Content-Length")
-        values = _DIGITS.findall(value)
-    else:
-        values = [value]
-    if any(len(digits) > MAX_CONTENT_LENGTH_DIGITS for digits in values):
-        raise BadRequest("Content-Length has too many digits")
-    lengths = {int(digits) for digits in values}  # proven ASCII digits by the patterns above
-    if len(lengths) != 1:
-        raise BadRequest("different Content-Length values")
-    return lengths.pop()
-
-
-def _check_transfer_coding(value: str) -> None:
-    """RFC 9112 6.1 and 6.3: the codings must end with exactly one ``chunked``."""
-    codings = []
-    position = 0
-    while position < len(value):
-        match = _TRANSFER_CODING.match(value, position)
-        if match is None or match.end() == position:
-            raise BadRequest("invalid Transfer-Encoding")
-        codings.append(match.group(1).lower())
-        position = match.end()
-    if not codings or value[-1] in ", \t":
-        raise BadRequest("invalid Transfer-Encoding")
-    if codings.count("chunked") > 1:
-        raise BadRequest("chunked applied more than once")
-    if "chunked" in codings and codings[-1] != "chunked":
-        raise BadRequest("chunked is not the final transfer coding")
-    if codings != ["chunked"]:
-        raise NotImplementedCoding("unsupported transfer coding")
-
-
-def _describe_bad_head(head: str) -> str:
-    """A precise message for a head holding a stray control character (error path only)."""
-    if "\n" in head.replace("\r\n", ""):
-        return "bare LF in the request head"
-    if "\r" in head.replace("\r\n", ""):
-        return "bare CR in the request head"
-    return "control character in the request head"
-
-
-def _describe_bad_request_line(line: str) -> str:
-    """A precise message for a request line that failed the pattern (error path only)."""
-    if "\n" in line or "\r" in line:
-        return "bare CR or LF in the request line"
-    if line.count(" ") < 2:
-        return "request line without an HTTP version"
-    if "  " in line:
-        return "more than one space between request-line parts"
-    return "invalid request line"
-
-
-def _describe_bad_fields(block: str) -> str:
-    """A precise message for the first bad field line (error path only)."""
-    position = 0
-    while True:
-        match = _FIELD_LINES.match(block, position)
-        if match is None:
-            break
-        position = match.end()
-    rest = block[position:]
-    if rest[:1] in (" ", "\t"):
-        return "obs-fold (field line starting with whitespace)"  # RFC 9112 5.2
-    colon = rest.find(":")
-    line_end = rest.find("\r\n")
-    if colon < 0 or (line_end >= 0 and colon > line_end):
-        return "field line without a colon"
-    if rest[colon - 1 : colon] in (" ", "\t"):
-        return "whitespace between field name and colon"  # RFC 9112 5.1
-    if _LIST_TOKEN.fullmatch(rest[:colon]) is None:
-        return "invalid field name"
-    return "invalid character or line break in a field value"  # RFC 9110 5.5, RFC 9112 2.2

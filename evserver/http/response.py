@@ -19,16 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from http import HTTPStatus
 from typing import Final
 
-REASONS: Final[dict[int, str]] = {
-    **{status.value: status.phrase for status in HTTPStatus},
-    # RFC 9110 renamed these; Python 3.11's HTTPStatus still has the RFC 7231 phrases.
-    413: "Content Too Large",
-    422: "Unprocessable Content",
-}
-"""Reason phrases (RFC 9110 15); a status not listed gets an empty reason (RFC 9112 4 allows it)."""
+from evserver.http import grammar
+from evserver.http.status import reason_phrase
 
 LAST_CHUNK: Final = b"0\r\n\r\n"
 """RFC 9112 7.1: last-chunk, and an empty trailer section, end a chunked body."""
@@ -36,7 +30,7 @@ LAST_CHUNK: Final = b"0\r\n\r\n"
 MAX_CACHED_LINES: Final = 64
 """Bound on each line cache: the inputs are server settings, but a bug must not grow them."""
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", re.ASCII)  # RFC 9110 5.6.2
+_TOKEN: Final = grammar.TOKEN  # assigned, not imported by name: see evserver.http.parser
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")  # RFC 9110 5.5: CR, LF and NUL never in values
 _HTTP_VERSIONS: Final = frozenset({"1.0", "1.1"})
 
@@ -47,7 +41,9 @@ _last_date: list[object] = ["", b""]  # [date string, its "Date: ...\r\n" line]
 
 def status_line(status: int, version: str = "1.1") -> bytes:
     """``HTTP/1.1 200 OK\\r\\n`` (RFC 9112 4: status-line = HTTP-version SP status-code SP
-    [ reason-phrase ] CRLF), cached per status and version."""
+    [ reason-phrase ] CRLF), cached per status and version. The phrase comes from
+    :mod:`evserver.http.status`, the table the error pages use too; an unlisted status gets
+    none."""
     key = (status, version)
     line = _status_lines.get(key)
     if line is None:
@@ -55,7 +51,7 @@ def status_line(status: int, version: str = "1.1") -> bytes:
             raise ValueError(f"invalid status code {status!r}")
         if version not in _HTTP_VERSIONS:
             raise ValueError(f"invalid HTTP version {version!r}")
-        line = f"HTTP/{version} {status} {REASONS.get(status, '')}\r\n".encode("latin-1")
+        line = f"HTTP/{version} {status} {reason_phrase(status)}\r\n".encode("latin-1")
         if len(_status_lines) < MAX_CACHED_LINES:
             _status_lines[key] = line
     return line

@@ -3,7 +3,7 @@
 What this module knows: sockets, file descriptors, ``os.sendfile`` and ``os.pread``, and the
 shape of :mod:`evserver.bodies` (an item is ``bytes`` or a :class:`~evserver.bodies.FileRegion`).
 What it must not know: HTTP, the protocol, servers, threads. The threaded and iterative models
-(``evserver.servers.blocking``) send with it; the evented model has its own non-blocking transport.
+(``evserver.drivers.blocking``) send with it; the evented model has its own non-blocking transport.
 
 "Blocking" here means what Python means by it: a socket with a timeout (``settimeout(t)``) or none
 (``settimeout(None)``). With a timeout, CPython keeps the descriptor non-blocking and waits with
@@ -31,30 +31,18 @@ Invariants:
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import socket
 
 from evserver.bodies import GATHER_LIMIT, FileRegion, Item, release_all, unsent_parts
-from evserver.net.transport import FALLBACK_CHUNK_SIZE
-
-# The read+send fallback reads FALLBACK_CHUNK_SIZE bytes per pread: the evented transport's size,
-# so that the models differ in their concurrency and in nothing else.
-
-HAVE_SENDFILE = hasattr(os, "sendfile")
-"""``os.sendfile`` exists on Linux, macOS and the BSDs; elsewhere the read+send path is used."""
-
-MAX_SENDFILE_COUNT = 0x7FFFF000
-"""Linux transfers at most 2 GiB - 4 KiB per sendfile call; asking for more is pointless."""
-
-MSG_MORE = getattr(socket, "MSG_MORE", 0)
-"""Linux: "more is coming", so a head sent just before a file region shares a segment with the
-region's first bytes instead of leaving alone (the evented transport does the same)."""
-
-SENDFILE_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK})
-"""errno values that mean "sendfile cannot do this pair of descriptors" (e.g. a file system
-without splice support): fall back to read+send, unless part of the region already went out."""
+from evserver.net.sendfile import (
+    FALLBACK_CHUNK_SIZE,
+    HAVE_SENDFILE,
+    MAX_SENDFILE_COUNT,
+    MSG_MORE,
+    SENDFILE_UNSUPPORTED_ERRNOS,
+)
 
 
 class FileShrankError(ConnectionAbortedError):
@@ -89,7 +77,7 @@ def send_run(sock: socket.socket, run: list[bytes], flags: int = 0) -> None:
     """Send consecutive byte strings completely, with one system call when the socket has room.
 
     Speed: a head and a large cached body go out with one ``sendmsg`` that gathers them (joining
-    them first would copy the body, about 2.5 us for 64 KiB); many small pieces are joined.
+    them first would copy the body); many small pieces are joined.
     """
     if len(run) == 1:
         send_bytes(sock, run[0], flags)
@@ -134,7 +122,7 @@ def send_region(sock: socket.socket, region: FileRegion, use_sendfile: bool = Tr
                 wait_writable(sock)  # a socket with a timeout has a non-blocking descriptor
                 continue
             except OSError as error:
-                if error.errno in SENDFILE_UNSUPPORTED and offset == region.offset:
+                if error.errno in SENDFILE_UNSUPPORTED_ERRNOS and offset == region.offset:
                     break  # this pair of descriptors cannot sendfile: read and send instead
                 raise
             if sent == 0:

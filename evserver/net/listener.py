@@ -14,6 +14,9 @@ Choices:
 - ``TCP_NODELAY`` on accepted sockets: a response head and body sent in two writes must not wait
   for the client's delayed ACK (Nagle; CPython gh-108736 cost 40 ms per request).
 
+Accepting: every model accepts in batches of at most ``ACCEPT_BATCH`` from a non-blocking
+listener, and reads an accept() failure with ``accept_error_kind`` (skip, pause, or fail).
+
 Errors: a port already in use raises ``OSError`` (EADDRINUSE) to the caller, which prints one line.
 """
 
@@ -26,12 +29,20 @@ ACCEPT_BATCH = 64
 """Connections accepted per readiness event: enough to empty a burst, bounded so a flood of new
 connections cannot starve those already open (asyncio uses its backlog, 100)."""
 
+ACCEPT_PAUSE_SECONDS = 0.1
+"""How long every model stops accepting when out of descriptors or memory: long enough not to
+spin on the error (connections closing meanwhile free descriptors), short enough that clients
+waiting in the listen queue are served soon after (trio's accept loop waits as long)."""
+
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 """accept() failures that mean "out of descriptors or memory": pause accepting, do not spin."""
 
 TRANSIENT_ACCEPT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 """accept() failures about one connection that died in the queue (or was refused by a
 firewall rule): skip it and go on accepting."""
+
+# What an accept() failure means for the accept loop (``accept_error_kind``).
+SKIP, PAUSE, FAIL = "skip", "pause", "fail"
 
 IPV4_MAPPED_PREFIX = "::ffff:"
 """How a dual-stack socket shows an IPv4 peer; stripped for logs."""
@@ -68,6 +79,20 @@ def open_listener(host: str | None, port: int, backlog: int) -> socket.socket:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, address = infos[0]
     return _bound(family, address, backlog)
+
+
+def accept_error_kind(error: OSError) -> str:
+    """The one classifier of accept() failures, for every model.
+
+    ``SKIP``: that connection died in the queue; go on accepting. ``PAUSE``: out of descriptors
+    or memory; stop accepting for ``ACCEPT_PAUSE_SECONDS`` (accepting again at once would spin).
+    ``FAIL``: anything else; log it and end this batch (the next readiness event tries again).
+    """
+    if error.errno in TRANSIENT_ACCEPT_ERRNOS:
+        return SKIP
+    if error.errno in RESOURCE_ERRNOS:
+        return PAUSE
+    return FAIL
 
 
 def configure_client_socket(sock: socket.socket) -> None:

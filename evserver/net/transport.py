@@ -42,22 +42,14 @@ import os
 import socket
 
 from evserver.bodies import FileRegion, Item, release, unsent_parts
+from evserver.net.sendfile import FALLBACK_CHUNK_SIZE, MSG_MORE, SENDFILE_UNSUPPORTED_ERRNOS
 from evserver.stats import Stats
 
 log = logging.getLogger("evserver.net")
 
-FALLBACK_CHUNK_SIZE = 256 * 1024
-"""Bytes read per pread() when sendfile is not used: big enough to amortise the two system
-calls, small enough not to hold much more than a socket buffer in memory per connection."""
-
-SENDFILE_UNSUPPORTED_ERRNOS = frozenset({errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
-"""sendfile() failures that mean "not for this file or kernel": fall back to pread + send."""
-
 QUIET_ERRNOS = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT,
                           errno.ENOTCONN, errno.ESHUTDOWN})
 """Peers vanish all the time; these are logged at debug level, anything else at info."""
-
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 
 class _RegionCursor:
@@ -187,8 +179,8 @@ class Transport:
                     return
                 continue
             try:
-                if _MSG_MORE and len(queue) > 1 and type(queue[1]) is _RegionCursor:
-                    sent = sock.send(item, _MSG_MORE)  # pack the head with the file's first bytes
+                if MSG_MORE and len(queue) > 1 and type(queue[1]) is _RegionCursor:
+                    sent = sock.send(item, MSG_MORE)  # pack the head with the file's first bytes
                 else:
                     sent = sock.send(item)
             except (BlockingIOError, InterruptedError):

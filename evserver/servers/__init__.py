@@ -15,8 +15,8 @@ nothing else (the same idea as the standard library's ``socketserver`` mix-ins, 
     # one client at a time                                             accept / recv / send,
                                                                        never blocking
 
-    drive(conn): recv -> protocol.receive -> send ... until close   (servers/blocking.py, shared)
-    Connection:  readable -> protocol.receive -> transport.write    (evserver/connection.py)
+    drive(conn): recv -> protocol.receive -> send ... until close   (drivers/blocking.py)
+    Connection:  readable -> protocol.receive -> transport.write    (drivers/evented.py)
 
 - iterative: the textbook server. Simple, no locking, and one slow client stalls everyone
   (head-of-line blocking); its timeouts bound how long.

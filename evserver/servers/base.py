@@ -18,7 +18,15 @@ from evserver.accesslog import AccessLog
 from evserver.bodies import Response
 from evserver.config import ServerConfig
 from evserver.http.events import Request
-from evserver.net.listener import open_listener
+from evserver.net.listener import (
+    ACCEPT_BATCH,
+    ACCEPT_PAUSE_SECONDS,
+    PAUSE,
+    SKIP,
+    accept_error_kind,
+    open_listener,
+    peer_name,
+)
 from evserver.protocol import Handler, ServerProtocol
 from evserver.static import StaticHandler
 from evserver.stats import Stats
@@ -50,6 +58,36 @@ class BaseServer:
         """The conversation for one new connection from ``peer`` (its address, for the log)."""
         return ServerProtocol(self.handler, limits=self.config.limits, peer=peer,
                               access_log=self.access_log, stats=self.stats)
+
+    def accept_batch(self, room: int) -> tuple[list[tuple[socket.socket, str]], bool]:
+        """Accept up to ``room`` (at most ``ACCEPT_BATCH``) waiting connections.
+
+        Returns the new sockets with their peers' names, and whether accepting must now pause
+        for ``ACCEPT_PAUSE_SECONDS`` (out of descriptors or memory: counted and logged here; the
+        model decides how to wait). The listener is non-blocking in every model, so an empty
+        queue ends the batch at once.
+        """
+        accepted: list[tuple[socket.socket, str]] = []
+        listener = self.listener
+        for _ in range(min(room, ACCEPT_BATCH)):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as error:
+                kind = accept_error_kind(error)
+                if kind == SKIP:
+                    continue
+                if kind == PAUSE:
+                    self.stats.accept_pauses += 1
+                    self.log.warning("accept failed (%s): pausing accepting for %.1f s with %d "
+                                     "connection(s) open", error.strerror or error,
+                                     ACCEPT_PAUSE_SECONDS, self.stats.connections_open)
+                    return accepted, True
+                self.log.error("accept failed: %s", error)
+                break
+            accepted.append((sock, peer_name(address)))
+        return accepted, False
 
     def access_log_flush(self) -> None:
         """Write out buffered access-log lines (models call it when they go idle)."""

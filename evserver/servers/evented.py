@@ -1,13 +1,13 @@
-"""The evented model: one thread, one ``selectors`` loop, a ``Connection`` object per socket.
+"""The evented model: one thread, one ``selectors`` loop, the evented driver per socket.
 
 What this module knows: accepting (a bounded loop per readiness event, pausing on descriptor
 exhaustion, the connection limit, select()'s FD_SETSIZE) and the lifecycle (serve until shutdown,
-drain, force). What it must not know: HTTP (each ``Connection`` drives its protocol) and how
-readiness is polled (the ``Reactor``'s business).
+drain, force). What it must not know: HTTP (each ``Connection``, the evented driver, drives its
+protocol) and how readiness is polled (the ``Reactor``'s business).
 
 Accepting::
 
-    listener readable -> accept up to ACCEPT_BATCH sockets
+    listener readable -> accept up to ACCEPT_BATCH sockets (``BaseServer.accept_batch``)
         EAGAIN                        -> done until the next event
         EMFILE/ENFILE/ENOBUFS/ENOMEM  -> stop watching the listener for ACCEPT_PAUSE_SECONDS
                                          (one log line; accepting in a loop would spin)
@@ -19,7 +19,7 @@ the first call stops accepting, closes idle connections and lets the others fini
 sending, up to ``config.drain_timeout``; the loop ends when the last connection closes. A second
 call (or the drain timeout) aborts everything at once.
 
-Freshness checks in rounds (issue 7): a cached small file is re-verified with ``os.stat`` once per
+Freshness checks in rounds: a cached small file is re-verified with ``os.stat`` once per
 loop iteration, not once per request: the server advances the static handler's ``check_round``
 before each poll, and the first request for a file in an iteration does the check for the rest.
 Why that is as safe as a stat per request: the check is made after the poll returned, and each
@@ -39,32 +39,18 @@ import socket
 from selectors import EVENT_READ
 from typing import Any
 
-from evserver.accesslog import FLUSH_LINES
+from evserver.accesslog import FLUSH_LINES, LOG_FLUSH_SECONDS
 from evserver.config import ServerConfig
-from evserver.connection import Connection
+from evserver.drivers.evented import Connection
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
-from evserver.net.listener import (
-    ACCEPT_BATCH,
-    RESOURCE_ERRNOS,
-    TRANSIENT_ACCEPT_ERRNOS,
-    configure_client_socket,
-    peer_name,
-)
+from evserver.net.listener import ACCEPT_PAUSE_SECONDS, configure_client_socket
 from evserver.protocol import Handler
 from evserver.servers.base import BaseServer
-
-ACCEPT_PAUSE_SECONDS = 0.5
-"""How long to stop accepting when out of descriptors or memory: long enough for connections to
-close and free some, short enough that clients waiting in the backlog are not timed out."""
 
 SELECT_FD_HEADROOM = 64
 """With select(), descriptors kept free below FD_SETSIZE for what is not a connection: the
 listener, the wake-up pipe, log files and the files being sent."""
-
-LOG_FLUSH_SECONDS = 1.0
-"""Access log lines wait at most about this long before they are written (the blocking models
-use the same bound; nginx's ``access_log ... flush=`` does the same job)."""
 
 FD_LIMIT_LOG_INTERVAL = 10.0
 """Seconds between two log lines about connections refused because select() cannot watch them."""
@@ -98,7 +84,7 @@ class EventedServer(BaseServer):
         """Test hook: SO_SNDBUF for accepted sockets (a tiny buffer forces partial sendfile)."""
         self._log_timer: Timer | None = None
         if not config.stat_every_request and self.static_handler is not None:
-            self.static_handler.check_round = 0
+            self.static_handler.share_checks_per_round()
         if self.access_log is not None or self.static_handler is not None:
             self.reactor.before_poll = self._before_poll
 
@@ -168,7 +154,7 @@ class EventedServer(BaseServer):
         """Between two iterations: a new freshness round, and the access log if due."""
         static = self.static_handler
         if static is not None and static.check_round is not None:
-            static.check_round += 1
+            static.next_check_round()
         if self.access_log is not None:
             self._flush_log_if_due()
 
@@ -203,27 +189,20 @@ class EventedServer(BaseServer):
             self.reactor.unregister(self.listener)
 
     def _on_listener_ready(self, mask: int) -> None:
-        listener = self.listener
-        max_connections = self.connection_cap
-        for _ in range(ACCEPT_BATCH):
-            if len(self.connections) >= max_connections:
-                self._watch_listener(False)  # _connection_closed() resumes
+        room = self.connection_cap - len(self.connections)
+        if room > 0:
+            accepted, pause = self.accept_batch(room)
+            for sock, peer in accepted:
+                self._start_connection(sock, peer)
+            if pause:
+                self._accept_paused = True
+                self._watch_listener(False)
+                self.reactor.call_later(ACCEPT_PAUSE_SECONDS, self._resume_accepting)
                 return
-            try:
-                sock, address = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:
-                if error.errno in TRANSIENT_ACCEPT_ERRNOS:
-                    continue
-                if error.errno in RESOURCE_ERRNOS:
-                    self._pause_accepting(error)
-                else:
-                    self.log.error("accept failed: %s", error)
-                return
-            self._start_connection(sock, address)
+        if len(self.connections) >= self.connection_cap:
+            self._watch_listener(False)  # _connection_closed() resumes
 
-    def _start_connection(self, sock: socket.socket, address: Any) -> None:
+    def _start_connection(self, sock: socket.socket, peer: str) -> None:
         fd_limit = self.reactor.fd_limit
         if fd_limit is not None and sock.fileno() >= fd_limit:
             self._refuse_over_fd_limit(sock, fd_limit)
@@ -237,30 +216,20 @@ class EventedServer(BaseServer):
             self.log.debug("dropping a new connection: %s", error)
             sock.close()
             return
-        peer = peer_name(address)
         connection = Connection(self.reactor, sock, self.new_protocol(peer), config=self.config,
                                 peer=peer, stats=self.stats, on_closed=self._connection_closed)
         self.connections.add(connection)
 
     def _refuse_over_fd_limit(self, sock: socket.socket, fd_limit: int) -> None:
         fd = sock.fileno()
+        self.stats.connections_refused += 1  # before the close, which the client can see
         sock.close()
-        self.stats.connections_refused += 1
         now = self.reactor.now
         if now - self._last_fd_limit_log >= FD_LIMIT_LOG_INTERVAL:
             self._last_fd_limit_log = now
             self.log.warning("refused a connection: descriptor %d >= %d, which select() cannot "
                              "watch; use --selector epoll or poll for more connections",
                              fd, fd_limit)
-
-    def _pause_accepting(self, error: OSError) -> None:
-        self.stats.accept_pauses += 1
-        self.log.warning("accept failed (%s): pausing accepting for %.1f s with %d connection(s) "
-                         "open", error.strerror or error, ACCEPT_PAUSE_SECONDS,
-                         len(self.connections))
-        self._accept_paused = True
-        self._watch_listener(False)
-        self.reactor.call_later(ACCEPT_PAUSE_SECONDS, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
         self._accept_paused = False

@@ -1,6 +1,6 @@
 """The iterative model: accept one connection, drive it to the end, accept the next.
 
-What this module knows: that the blocking ``drive`` (``evserver.servers.blocking``) runs on the
+What this module knows: that the blocking ``drive`` (``evserver.drivers.blocking``) runs on the
 accepting thread. What it must not know: HTTP, threads. It is the textbook server, kept as the
 baseline every other model is measured against::
 
@@ -14,11 +14,11 @@ in the listen queue (its connect() succeeded: the kernel completed the handshake
 unread). One slow client, or one idle keep-alive client, holds everybody for as long as its
 connection lasts: up to ``idle_timeout`` (60 s by default) after its last request, up to
 ``header_timeout`` per request it dribbles, up to ``send_timeout`` per stall while it fails to
-read a response, and up to ``LINGER_SECONDS`` (2 s) after the server closed first while it waits
-for the client's own close. The timeouts (socket timeouts) are what keeps one client from holding
-the server for ever. It shines only with one client at a time, and with clients that close
-(HTTP/1.0, ``Connection: close``); benchmarks with many keep-alive connections serialise
-completely.
+read a response, and up to ``LINGER_SECONDS`` (2 s, ``evserver.drivers.policy``) after the
+server closed first while it waits for the client's own close. The timeouts (socket timeouts)
+are what keeps one client from holding the server for ever. It shines only with one client at a
+time, and with clients that close (HTTP/1.0, ``Connection: close``); benchmarks with many
+keep-alive connections serialise completely.
 
 Everything else (listener, TCP_NODELAY, sendfile, limits, access log, graceful shutdown) is the
 shared ``BlockingServer``; ``max_connections`` is 1 here by construction.

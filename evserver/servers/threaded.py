@@ -51,8 +51,8 @@ class ThreadedServer(BlockingServer):
         self._threads_lock = threading.Lock()
         self._threads_started = 0
 
-    def has_room(self) -> bool:
-        return len(self._threads) < self._max_threads
+    def room(self) -> int:
+        return self._max_threads - len(self._threads)
 
     def process_connection(self, sock: socket.socket, peer: str) -> None:
         self._threads_started += 1

@@ -1,0 +1,319 @@
+"""The evented driver: one accepted socket in the event loop (transport + protocol + deadlines).
+
+What this module knows: how the evented pieces fit. The reactor says "readable" or "writable";
+the transport moves bytes; the protocol decides what to answer and whether to go on. What it must
+not know: parsing details (it asks ``protocol.mid_request``, never looks at bytes), handlers, the
+accept loop. The shape follows uvicorn's ``h11_impl``: on data, feed and send; while output is
+queued, stop reading (backpressure); when it drains, resume the protocol or wait for the next
+request. Its blocking twin, ``evserver.drivers.blocking.drive``, runs the same conversation in a
+loop of blocking calls; both take their read size, deadlines and lingering close from
+``evserver.drivers.policy``.
+
+One method, ``_update()``, runs after every event and decides everything that depends on state:
+resume a paused protocol, begin closing, the selector interest mask, and the deadline. Nothing
+else touches the mask or the deadline, so the rules below are all in one place:
+
+- read interest  iff the protocol wants input and queued output is under ``HIGH_WATER``;
+- write interest iff output is queued;
+- deadline: output queued -> send timeout since the last write progress (a client that reads
+  nothing is dropped); part of a request received -> header timeout since its first byte (NOT
+  reset by each byte: slowloris); otherwise -> idle timeout (a fresh connection gets the header
+  timeout for its first request, like nginx's client_header_timeout).
+
+A trick with deadlines (the keep-alive hot path arms no timer). The connection keeps one
+``_deadline`` number and at most one reactor timer, scheduled at or before it. Moving the deadline
+later (every request on a keep-alive connection pushes the idle deadline) only stores a float.
+When the timer fires it compares the reactor's clock with ``_deadline``: not yet due, it re-arms
+itself once at the new deadline. Only a deadline moving *earlier* (idle -> header) pushes a new
+heap entry. So a connection serving thousands of requests per second touches the heap about once
+per timeout period, not once per request.
+
+Closing: after the last response is flushed and the protocol says close, a lingering close
+(``evserver.drivers.policy``: shut down writing, then read and discard input until EOF,
+``LINGER_SECONDS`` or ``LINGER_MAX_BYTES``), except when ``protocol.linger`` is false (the client
+asked to close and left nothing unread): then a plain close.
+
+Invariants: ``reactor.modify`` is only called when the mask changes (it is a system call); the
+socket is unregistered before it is closed; a closed connection ignores late events and timers; a
+bug in any callback aborts this connection only.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from selectors import EVENT_READ, EVENT_WRITE
+from typing import TYPE_CHECKING
+
+from evserver.bodies import Item
+from evserver.drivers.policy import (
+    HEADER,
+    IDLE,
+    LINGER_MAX_BYTES,
+    LINGER_SECONDS,
+    RECV_SIZE,
+    SEND,
+    shut_down_writing,
+)
+from evserver.event.reactor import Reactor
+from evserver.event.timers import Timer
+from evserver.net.transport import Transport
+
+if TYPE_CHECKING:  # only for annotations: this module needs no HTTP code to run
+    from evserver.config import ServerConfig
+    from evserver.protocol import ServerProtocol
+    from evserver.stats import Stats
+
+log = logging.getLogger("evserver.connection")
+
+
+HIGH_WATER = 64 * 1024
+"""Queued output above which we stop reading: a client that pipelines without reading can make
+us hold at most this much (plus one batch of the protocol) -- about one socket buffer's worth."""
+
+NO_TIMER = float("inf")
+
+LINGER = "linger"
+"""The fourth deadline, besides the policy's three: the end of a lingering close."""
+
+
+class Connection:
+    """The evented driver of one connection. Created by the server after accept()."""
+
+    __slots__ = ("_deadline", "_idle_timeout", "_kind", "_last_progress", "_lingered",
+                 "_lingering", "_mask", "_on_closed", "_peer_eof", "_reactor", "_receiving",
+                 "_request_started", "_stats", "_timer", "_timer_when", "closed", "config",
+                 "draining", "fd", "peer", "protocol", "transport")
+
+    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol, *,
+                 config: ServerConfig, peer: str = "-", stats: Stats | None = None,
+                 on_closed: Callable[[Connection], None] | None = None) -> None:
+        self._reactor = reactor
+        self.transport = Transport(sock, use_sendfile=config.use_sendfile, stats=stats)
+        self.fd = self.transport.fd
+        self.protocol = protocol
+        self.config = config
+        self.peer = peer
+        self._stats = stats
+        self._on_closed = on_closed
+        self.closed = False
+        self.draining = False
+        """The server is shutting down: close as soon as no request is in progress."""
+        self._lingering = False
+        self._lingered = 0
+        """Bytes read and discarded while lingering."""
+        self._peer_eof = False
+        self._receiving = False
+        """``protocol.mid_request`` as of the last ``_update()`` (the protocol only changes
+        inside calls that are always followed by ``_update()``)."""
+        self._idle_timeout = config.idle_timeout
+        now = reactor.now
+        self._request_started = now
+        self._last_progress = now
+        self._timer: Timer | None = None
+        self._timer_when = NO_TIMER
+        self._kind = IDLE
+        self._deadline = NO_TIMER
+        self._mask = EVENT_READ
+        reactor.register(self.fd, EVENT_READ, self._on_event)
+        self._set_deadline(IDLE, now + config.header_timeout)  # the first request's wait
+        if stats is not None:
+            stats.connections_open += 1
+            stats.connections_total += 1
+
+    def __repr__(self) -> str:
+        if self.closed:
+            state = "closed"
+        elif self._lingering:
+            state = "lingering"
+        elif self.transport.pending_bytes:
+            state = "sending"
+        elif self.protocol.mid_request:
+            state = "receiving"
+        else:
+            state = "idle"
+        return (f"<Connection fd={self.fd} {self.peer} {state} "
+                f"pending={self.transport.pending_bytes} mask={self._mask}>")
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _on_event(self, mask: int) -> None:
+        if self.closed:
+            return  # a stale event from the same poll round
+        try:
+            transport = self.transport
+            if mask & EVENT_WRITE:
+                before = transport.pending_bytes
+                transport.flush()
+                if transport.pending_bytes < before:
+                    self._last_progress = self._reactor.now
+            if mask & EVENT_READ and not transport.closed:
+                self._on_readable()
+            self._update()
+        except Exception:
+            log.exception("%r failed; aborting it", self)
+            self.abort()
+
+    def _on_readable(self) -> None:
+        transport = self.transport
+        # One recv per readiness event (the selector is level-triggered, so leftovers wake us
+        # again): looping until EAGAIN would add a failing system call to every request.
+        data = transport.recv(RECV_SIZE)
+        if data is None:
+            return
+        if self._lingering:
+            self._lingered += len(data)
+            if not data or self._lingered >= LINGER_MAX_BYTES:
+                self._finish()  # the client has read everything and closed, or will not stop
+            return  # input after our response is discarded
+        if not data:
+            if transport.closed:
+                return  # recv failed (reset); _update() finishes
+            self._peer_eof = True
+        elif not self._receiving:
+            self._request_started = self._reactor.now  # header timeout runs from here
+        items = self.protocol.receive(data)
+        if items:
+            self._send(items)
+
+    def _send(self, items: list[Item]) -> None:
+        transport = self.transport
+        if not transport._pending:  # pending_bytes without the property call (per request)
+            self._last_progress = self._reactor.now  # the send timeout counts from here
+        transport.write(items)
+
+    def _update(self) -> None:
+        """After any event: resume, close, or set the interest mask and the deadline.
+
+        Speed: this runs after every event, so it reads the transport's ``_pending`` and the
+        protocol's ``paused``/``should_close`` slots directly (no property calls) and asks the
+        protocol ``mid_request`` once, keeping the answer in ``_receiving`` for the next read.
+        """
+        if self.closed:
+            return
+        transport = self.transport
+        if transport.closed:
+            self._finish()
+            return
+        if self._lingering:
+            return
+        protocol = self.protocol
+        pending = transport._pending
+        while not pending and protocol.paused:  # output flushed: answer what is waiting
+            items = protocol.resume()
+            if items:
+                self._send(items)
+                if transport.closed:
+                    self._finish()
+                    return
+            pending = transport._pending
+        receiving = self._receiving = protocol.mid_request
+        if not pending:
+            if protocol.should_close:
+                self._close_gracefully()
+                return
+            if self.draining and not receiving:
+                self._finish()
+                return
+        mask = EVENT_WRITE if pending else 0
+        # protocol.wants_read, written out
+        if pending < HIGH_WATER and not (protocol.paused or protocol.should_close
+                                         or self._peer_eof):
+            mask |= EVENT_READ
+        if mask != self._mask:
+            if not mask:  # nothing to wait for (cannot happen with a consistent protocol)
+                self._finish()
+                return
+            self._mask = mask
+            self._reactor.modify(self.fd, mask, self._on_event)
+        if pending:
+            self._set_deadline(SEND, self._last_progress + self.config.send_timeout)
+        elif receiving:
+            if self._kind == SEND:  # reading was stopped while responses went out: the next
+                self._request_started = self._reactor.now  # request's clock starts now
+            self._set_deadline(HEADER, self._request_started + self.config.header_timeout)
+        else:
+            when = self._reactor.now + self._idle_timeout
+            if when >= self._timer_when:  # _set_deadline's common case, written out
+                self._kind = IDLE
+                self._deadline = when
+            else:
+                self._set_deadline(IDLE, when)
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    def _set_deadline(self, kind: str, when: float) -> None:
+        self._kind = kind
+        self._deadline = when
+        if when < self._timer_when:  # only an earlier deadline needs a new heap entry
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._reactor.call_at(when, self._on_timer)
+            self._timer_when = when
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_when = NO_TIMER
+        if self.closed:
+            return
+        if self._reactor.now < self._deadline:  # the deadline moved later: wait for it
+            self._timer = self._reactor.call_at(self._deadline, self._on_timer)
+            self._timer_when = self._deadline
+            return
+        kind = self._kind
+        if kind == LINGER:
+            self._finish()
+            return
+        if self._stats is not None:
+            self._stats.timeouts[kind] += 1
+        if kind == HEADER:
+            log.debug("%r: header timeout", self)
+            self._send(self.protocol.timed_out())  # 408, then a graceful close
+            self._update()
+        elif kind == SEND:
+            log.info("%r: send timeout (the client read nothing); aborting", self)
+            self.abort()
+        else:
+            log.debug("%r: idle timeout", self)
+            self._finish()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def _close_gracefully(self) -> None:
+        """Everything is sent and the protocol is done: shut down writing, then linger."""
+        if self._peer_eof or not self.protocol.linger:
+            self._finish()
+            return
+        if not shut_down_writing(self.transport.sock):
+            self._finish()
+            return
+        self._lingering = True
+        self._lingered = 0
+        if self._mask != EVENT_READ:
+            self._mask = EVENT_READ
+            self._reactor.modify(self.fd, EVENT_READ, self._on_event)
+        self._set_deadline(LINGER, self._reactor.now + LINGER_SECONDS)
+
+    def begin_drain(self) -> None:
+        """Server shutdown: finish the request in progress (if any), then close."""
+        self.draining = True
+        self._update()
+
+    def abort(self) -> None:
+        """Close now, dropping queued output."""
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._reactor.unregister(self.fd)  # before the close: the fd number may be reused
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.abort()
+        if self._stats is not None:
+            self._stats.connections_open -= 1
+        if self._on_closed is not None:
+            self._on_closed(self)

@@ -1,0 +1,1 @@
+"""Hostile clients against running servers: smuggling, paths, slowness, resources, fuzzing."""

@@ -1,0 +1,1 @@
+"""The tools, the experiment runner and README's commands."""

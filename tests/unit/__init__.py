@@ -1,0 +1,1 @@
+"""Unit tests: each layer of evserver on its own, no running server."""
