@@ -17,7 +17,9 @@ import pytest
 
 from tools import docroot, experiment, servers
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(folder for folder in Path(__file__).resolve().parents
+            if (folder / "setup.cfg").exists())
+"""The project folder, wherever in tests/ this file lives."""
 
 
 def plan_of(*argv: str) -> experiment.Plan:

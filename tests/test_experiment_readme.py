@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(folder for folder in Path(__file__).resolve().parents
+            if (folder / "setup.cfg").exists())
+"""The project folder, wherever in tests/ this file lives."""
 README = (ROOT / "README.rst").read_text()
 CI_SCRIPT = (ROOT / ".ci" / "run").read_text()
 BIN = Path(sys.executable).parent

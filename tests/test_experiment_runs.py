@@ -22,7 +22,9 @@ import pytest
 
 from tools import experiment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(folder for folder in Path(__file__).resolve().parents
+            if (folder / "setup.cfg").exists())
+"""The project folder, wherever in tests/ this file lives."""
 
 pytestmark = [
     pytest.mark.slow,
