@@ -13,7 +13,8 @@ Modules:
 - ``servers``    -- starts and stops evserver, ``http.server`` and nginx as pinned children
 - ``wrkrun``     -- runs ``wrk`` and parses its output
 - ``report``     -- medians, ratios, Markdown tables; ``plots`` -- PNG figures
-- ``experiment`` -- the one command: ``compare`` (issue 6) and ``bench`` (issue 7)
+- ``cores``      -- which core the server gets and which the load generators get
+- ``experiment`` -- the one command: ``compare`` (a sweep) and ``bench`` (the README's table)
 - ``statediagram`` -- Graphviz diagrams of the parser's and a connection's states; unlike the
   rest it reads ``evserver``'s code, since it draws the tables found there
 """

@@ -10,8 +10,11 @@ Invariants:
 - Fixed benchmark files live in ``bench/`` (``1k.bin``, ``64k.bin``, ``16m.bin`` ...), so a wrk
   URL never depends on the seed. The random tree lives in ``files/dNN/[sMM/]`` with sizes spread
   log-uniformly from 1 KiB to the profile's maximum.
-- ``manifest.json`` at the root lists every file with its size (Locust reads it over HTTP);
-  ``index.html`` links every file, so a browser or a crawler sees the same tree.
+- ``manifest.json`` at the root lists every file with its size (Locust reads it over HTTP,
+  instead of walking the listings); ``index.html`` links every file, so a browser or a crawler
+  sees the same tree.
+- Only a folder that is new, empty or already a tree (it has the stamp file) is ever written:
+  pointed at a folder of the user's own, ``ensure()`` raises ``NotATree`` and touches nothing.
 
 Usage: ``python tools/docroot.py DIR [--seed N] [--profile quick|full]``.
 """
@@ -31,7 +34,7 @@ from typing import Any
 KIB = 1024
 MIB = 1024 * KIB
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bumped whenever the layout or contents change, so old trees are regenerated, not reused."""
 
 STAMP_NAME = ".docroot.json"
@@ -40,7 +43,7 @@ MANIFEST_NAME = "manifest.json"
 BENCH_SIZES: dict[str, int] = {
     "1k": 1 * KIB, "4k": 4 * KIB, "64k": 64 * KIB, "1m": 1 * MIB, "16m": 16 * MIB,
 }
-"""Named files in bench/: issue 7 measures 1 KiB, 64 KiB and 16 MiB; 4 KiB and 1 MiB fill gaps."""
+"""Named files in bench/: the bench measures 1 KiB, 64 KiB and 16 MiB; 4 KiB and 1 MiB fill gaps."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,14 @@ class Profile:
 
 PROFILES = {
     "quick": Profile(folders=3, files_per_folder=4, max_size=256 * KIB,
-                     bench_names=("1k", "4k", "64k")),
+                     bench_names=("1k", "4k", "64k", "1m")),
     "full": Profile(folders=8, files_per_folder=12, max_size=16 * MIB,
                     bench_names=tuple(BENCH_SIZES)),
 }
+
+class NotATree(ValueError):
+    """The folder holds files of its own: generating a tree there would overwrite them."""
+
 
 CHUNK = 1 * MIB
 """Files are written in pieces of this size so a 16 MiB file never sits in memory twice."""
@@ -143,11 +150,28 @@ def load_manifest(root: str) -> dict[str, Any] | None:
     return manifest
 
 
+def check_writable_tree(root: str) -> None:
+    """Raise ``NotATree`` unless ``root`` is absent, empty, or a tree this module made."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise NotATree(f"{root} is a file, not a folder") from None
+    if names and STAMP_NAME not in names:
+        raise NotATree(f"{root} holds files of its own ({len(names)} entries) and no "
+                       f"{STAMP_NAME}: give a new or empty folder for the generated tree")
+
+
 def ensure(root: str, seed: int = 1, profile_name: str = "quick") -> dict[str, Any]:
-    """Reuse the tree at ``root`` if it matches (seed, profile), else generate it."""
+    """Reuse the tree at ``root`` if it matches (seed, profile), else generate it there.
+
+    Raises ``NotATree`` (and writes nothing) when ``root`` is a folder of someone's own files.
+    """
     manifest = load_manifest(root)
     if manifest and manifest["seed"] == seed and manifest["profile"] == profile_name:
         return manifest
+    check_writable_tree(root)
     return generate(root, seed, profile_name)
 
 
@@ -158,10 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--force", action="store_true", help="regenerate even if it matches")
     args = parser.parse_args(argv)
-    if args.force:
-        manifest = generate(args.root, args.seed, args.profile)
-    else:
-        manifest = ensure(args.root, args.seed, args.profile)
+    try:
+        if args.force:
+            check_writable_tree(args.root)
+            manifest = generate(args.root, args.seed, args.profile)
+        else:
+            manifest = ensure(args.root, args.seed, args.profile)
+    except NotATree as error:
+        print(f"docroot: {error}", file=sys.stderr)
+        return 2
     total = sum(entry["size"] for entry in manifest["files"])
     print(f"{args.root}: {len(manifest['files'])} files, {total / MIB:.1f} MiB", file=sys.stderr)
     return 0

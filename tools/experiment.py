@@ -1,17 +1,21 @@
 """The experiment runner: one command from a document root to a report with plots.
 
-    python tools/experiment.py compare --models evented,threaded,iterative --peers nginx
-    python tools/experiment.py compare --quick
-    python tools/experiment.py bench            # issue 7's table vs http.server and nginx
+    python tools/experiment.py compare --quick     # a smoke test, about a minute
+    python tools/experiment.py compare --server evented --server 'evented --selector select' \\
+        --server 'evented --no-sendfile' --server threaded --peers nginx
+    python tools/experiment.py bench               # the README's performance table
 
 What this module knows: the order of an experiment -- lock, document root, servers, rounds of
-measurements, raw files, plots, report. What it must not know: how a server works inside
-(``servers``), how wrk or /proc are read (``wrkrun``, ``procstat``), how numbers are summarised
-or drawn (``report``, ``plots``).
+measurements, raw files, plots, report -- and what to do when part of it cannot run. What it
+must not know: how a server works inside (``servers``), how wrk, Locust or /proc are read
+(``wrkrun``, the locustfile, ``procstat``), how numbers are summarised or drawn (``report``,
+``plots``).
 
 Method, and the pitfalls it handles for the user:
-- Every server is pinned to core 0 and every load generator (and this runner) to core 1, so the
-  client never steals the server's CPU. On a one-core machine pinning is skipped, with a warning.
+- Every server is pinned to one core and every load generator (and this runner) to the others
+  (``cores``), so the client never steals the server's CPU. On a one-core machine pinning is
+  skipped, with a warning. The load generator's CPU is measured beside the server's, and the
+  report says when the load generator, not the server, was the limit.
 - Servers are measured interleaved: round 1 runs every case on every server, then round 2 ...
   (the server order rotates each round), so a slow drift of the machine (another job, thermal
   throttling) spreads over all servers instead of penalising the last one. Medians are kept,
@@ -23,6 +27,11 @@ Method, and the pitfalls it handles for the user:
   -n`` nor a backlog of 5 silently caps the load.
 - wrk is closed-loop (coordinated omission: a stalled server is asked less often, so its p99 looks
   better than a user would feel); compare latencies only between servers measured alike.
+- Every server gets the same workload; Locust's counts of requests never answered and users
+  never served show what a server could not do, instead of a lighter workload for it.
+- Missing tools (wrk, nginx, Locust) skip only what needs them, with one line saying what to
+  install; a server that does not start is reported with the end of its log and the others go
+  on; Ctrl-C stops every process the run started and still writes what was measured.
 - Every loop is bounded: rounds, cases and servers are finite lists and every child process has
   a time limit.
 """
@@ -33,30 +42,35 @@ import argparse
 import contextlib
 import csv
 import fcntl
+import importlib.util
 import json
 import os
+import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make ``tools`` importable as a package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools import docroot, plots, procstat, report, servers, wrkrun
+from tools import cores, docroot, plots, procstat, report, servers, wrkrun
 
 LOCK_PATH = "/tmp/evserver-bench.lock"
-SERVER_CORE, LOAD_CORE = 0, 1
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCUSTFILE = os.path.join(PROJECT_DIR, "loadtests", "locustfile.py")
 LOCUST_CONF = os.path.join(PROJECT_DIR, "loadtests", "locust.conf")
 HOLDCONNS = os.path.join(PROJECT_DIR, "tools", "holdconns.py")
+
+INSTALL_WRK = "wrk is not installed (Debian: sudo apt-get install wrk)"
+INSTALL_LOCUST = "Locust is not installed (.venv/bin/pip install -e '.[load]')"
 
 PROBES = 20
 """New-client requests timed while the idle connections are held (median and max reported)."""
@@ -68,12 +82,26 @@ MAX_PROBE_FAILURES = 3
 """Stop probing a server after this many unanswered probes (an iterative server is busy)."""
 
 LOCUST_GRACE = 60.0
-"""Seconds beyond the Locust run time before the Locust process is killed."""
+"""Seconds beyond the Locust run time (start-up, walk, stop timeout) before it is stopped."""
 
 HOLD_GRACE = 30.0
 """Seconds beyond the open timeout for the connection holder to report."""
 
+WARM_UP_SECONDS = 3.0
+WARM_UP_SECONDS_QUICK = 1.0
+"""Seconds of unrecorded load per server before the first round (full run, quick run)."""
+
+WARM_UP_CONNECTIONS = 16
+"""Connections of the warm-up: enough to exercise the concurrent paths, few enough for all."""
+
+INTERRUPTED_EXIT = 130
+"""Exit status after Ctrl-C, as a shell reports a process ended by SIGINT (128 + 2)."""
+
 NEW_CONNECTION_PER_REQUEST = {False: "keep-alive", True: "new conn"}
+
+
+class PlanError(ValueError):
+    """A command line the runner cannot turn into a plan; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,46 @@ class Case:
     @property
     def group(self) -> str:
         return f"{self.file} {NEW_CONNECTION_PER_REQUEST[self.close]}"
+
+
+@dataclass
+class Plan:
+    specs: list[servers.ServerSpec]
+    cases: list[Case]
+    rounds: int
+    duration: float
+    open_timeout: float
+    locust_seconds: float
+    locust_users: int
+    locust_processes: int
+    quick: bool
+    seed: int
+    rundir: str
+    docroot: str
+    baselines: list[str]
+    command: str = "compare"
+    skipped: list[str] = field(default_factory=list)
+    """What will not be measured, and why (one line each: the report repeats them)."""
+
+    @property
+    def profile(self) -> str:
+        return "quick" if self.quick else "full"
+
+
+@dataclass
+class Progress:
+    """What a run measured so far: enough to write a report at any moment (Ctrl-C)."""
+
+    points: list[dict[str, Any]] = field(default_factory=list)
+    idle: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    locust: list[dict[str, Any]] = field(default_factory=list)
+    commands: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    measurements_done: int = 0
+    measurements_planned: int = 0
+    interrupted: bool = False
+    cores: str = ""
 
 
 def log(message: str) -> None:
@@ -111,31 +179,56 @@ def bench_lock(path: str = LOCK_PATH) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def prepare_process() -> tuple[int | None, int | None]:
-    """Raise the descriptor limit and pin this runner to the load core; return the cores used."""
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """While the run cleans up after Ctrl-C, a second Ctrl-C must not leave servers behind."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def prepare_process() -> tuple[int | None, set[int]]:
+    """Raise the descriptor limit and pin this runner to the load cores; return the cores."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    if (os.cpu_count() or 1) < 2:
+    server_core, load_cores = cores.split()
+    if server_core is None:
         log("warning: fewer than 2 cores: server and load generator are not pinned apart")
-        return None, None
-    os.sched_setaffinity(0, {LOAD_CORE})
-    return SERVER_CORE, LOAD_CORE
+    else:
+        os.sched_setaffinity(0, load_cores)
+    return server_core, load_cores
+
+
+def tool_missing(name: str) -> bool:
+    """True when an external program is absent (one place, so tests can pretend)."""
+    return shutil.which(name) is None
+
+
+def locust_available() -> bool:
+    # find_spec, not import: importing Locust would patch this process's sockets (gevent).
+    return importlib.util.find_spec("locust") is not None
 
 
 # --- one measurement -------------------------------------------------------------------------
 
 def measure_wrk(server: servers.RunningServer, case: Case, manifest: dict[str, Any],
-                duration: float, load_core: int | None, labels: dict[str, Any],
+                duration: float, load_cores: set[int], labels: dict[str, Any],
                 samples: list[dict[str, Any]]) -> dict[str, Any]:
     url = server.url(manifest["bench"][case.file])
+    before = procstat.sample_tree(server.pid)
+    # The iterative model answers one connection at a time: a stats request would wait in its
+    # listen queue behind wrk's connections, so it is not asked during the run.
     stats_url = server.stats_url if server.spec.model != "iterative" else None
-    cpu_before = procstat.cpu_seconds_tree(server.pid)
     with procstat.Sampler(server.pid, stats_url, labels) as sampler:
-        result = wrkrun.run(url, case.connections, duration, case.close, load_core)
-    cpu_seconds = procstat.cpu_seconds_tree(server.pid) - cpu_before
+        result = wrkrun.run(url, case.connections, duration, case.close, load_cores)
+    cpu_seconds = procstat.cpu_seconds_tree(server.pid) - (before.cpu_seconds if before else 0)
+    most_sockets = max((s["sockets"] for s in sampler.records), default=None)
     samples.extend(sampler.records)
     gib = result.bytes_read / report.GIB
+    seconds = result.duration or duration
     return {
         **labels, "group": case.group, "connections": case.connections, "file": case.file,
         "close": case.close, "rps": result.requests_per_second, "requests": result.requests,
@@ -144,9 +237,13 @@ def measure_wrk(server: servers.RunningServer, case: Case, manifest: dict[str, A
         "transfer_mib_s": result.transfer_per_second / 2**20, "errors": result.errors,
         "socket_errors": result.socket_errors, "non_2xx_3xx": result.non_2xx_3xx,
         "cpu_seconds": round(cpu_seconds, 3),
+        "server_cpu_pct": round(cpu_seconds / seconds * 100, 1),
+        "loadgen_cpu_pct": round(result.cpu_seconds / seconds * 100, 1),
         "cpu_s_per_gib": round(cpu_seconds / gib, 3) if gib > 0.01 else None,
         "rss_mib": max((s["rss_kib"] for s in sampler.records), default=0) / 1024 or None,
         "threads": max((s["threads"] for s in sampler.records), default=None),
+        "open_connections_max": (most_sockets - before.sockets
+                                 if most_sockets is not None and before else None),
         "stats_after": procstat.fetch_stats(server.stats_url, 2.0) if server.stats_url else None,
         "wrk_exit": result.exit_code, "raw": result.raw,
     }
@@ -176,23 +273,24 @@ def probe_new_client(port: int, path: str) -> tuple[list[float], int]:
 
 
 def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, Any],
-                 open_timeout: float, load_core: int | None,
+                 open_timeout: float, load_cores: set[int],
                  labels: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Hold ``case.connections`` idle keep-alive connections; RSS growth and new-client latency."""
     before = procstat.sample_tree(server.pid)
     path = manifest["bench"]["1k"]
     argv = [
-        *servers.pin_prefix(load_core), sys.executable, HOLDCONNS, "127.0.0.1",
+        *cores.pin_prefix(load_cores), sys.executable, HOLDCONNS, "127.0.0.1",
         str(server.port), "-n", str(case.connections),
         "--path", path, "--open-timeout", str(open_timeout), "--hold", str(open_timeout + 60),
         "--until-stdin-eof"]
     holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     held: dict[str, Any] = {}
+    during = None
     try:
         line = _read_line(holder, open_timeout + HOLD_GRACE)
         held = json.loads(line) if line else {}
         during = procstat.sample_tree(server.pid)
-        if during:  # one point far right on the memory-vs-connections plot
+        if during:
             samples.append({**labels, **asdict(during), "stats": None})
         timings, failures = probe_new_client(server.port, path)
     finally:
@@ -205,7 +303,7 @@ def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, 
             holder.wait()
     count = held.get("held", 0)
     growth = None
-    if before and during and count:
+    if before and during and count >= 2:  # one connection (iterative) says nothing per connection
         growth = round((during.rss_kib - before.rss_kib) / count, 3)
     return {
         **labels, "group": "idle", "connections": case.connections, "held": count,
@@ -213,6 +311,7 @@ def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, 
         "seconds_to_open": held.get("seconds_to_open"), "hold_errors": held.get("errors"),
         "rss_before_kib": before.rss_kib if before else None,
         "rss_during_kib": during.rss_kib if during else None,
+        "threads_before": before.threads if before else None,
         "threads_during": during.threads if during else None,
         "rss_growth_kib_per_conn": growth,
         "probe_ms_median": round(statistics.median(timings), 3) if timings else None,
@@ -229,225 +328,351 @@ def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
     return str(process.stdout.readline()) if ready else ""
 
 
-def measure_locust(server: servers.RunningServer, seconds: float, users: int, rundir: str,
-                   load_core: int | None) -> dict[str, Any]:
-    """Run the Locust scenarios headless for ``seconds``; the aggregated row of its CSV."""
-    prefix = os.path.join(rundir, f"locust-{server.spec.label}")
-    argv = [
-        *servers.pin_prefix(load_core), sys.executable, "-m", "locust",
-        "--config", LOCUST_CONF, "-f", LOCUSTFILE,
-        "-H", server.url(""), "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s",
-        "--csv", prefix]
-    if server.spec.model == "iterative":
-        # One connection at a time: keep-alive users would starve everyone else, by design.
-        argv += ["NewConnectionUser"]
-    record: dict[str, Any] = {"server": server.spec.label, "users": users, "seconds": seconds}
+LOCUST_CPU_WARNING = re.compile(r"CPU usage above|exceeded cpu threshold|CPU usage threshold")
+"""Locust's own words when its process (or a worker) ran out of CPU."""
+
+
+def locust_argv(server: servers.RunningServer, plan: Plan, prefix: str) -> list[str]:
+    argv = [sys.executable, "-m", "locust", "--config", LOCUST_CONF, "-f", LOCUSTFILE,
+            "-H", server.url("").rstrip("/"), "-u", str(plan.locust_users),
+            "-r", str(plan.locust_users), "-t", f"{plan.locust_seconds:g}s",
+            "--csv", prefix, "--summary-json", prefix + "-summary.json"]
+    if plan.locust_processes > 1:
+        # Locust's own master and workers; a free port, so two runs never meet on 5557.
+        port = str(servers.free_port())
+        argv += ["--processes", str(plan.locust_processes), "--master-bind-port", port,
+                 "--master-port", port]
+    return argv
+
+
+def measure_locust(server: servers.RunningServer, plan: Plan, load_cores: set[int],
+                   samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run the Locust scenarios headless against one server; one record of what happened."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", server.spec.label)
+    prefix = os.path.join(plan.rundir, f"locust-{safe}")
+    argv = [*cores.pin_prefix(load_cores), *locust_argv(server, plan, prefix)]
+    labels = {"round": 1, "case": "locust", "server": server.spec.label}
+    record: dict[str, Any] = {"server": server.spec.label, "users": plan.locust_users,
+                              "seconds": plan.locust_seconds,
+                              "processes": plan.locust_processes, "log": prefix + ".log"}
+    with open(prefix + ".log", "wb") as output:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT, cwd=PROJECT_DIR,
+                                   start_new_session=True)
+    log(f"  Locust running (pid {process.pid}); its output: {prefix}.log")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=PROJECT_DIR,
-                              timeout=seconds + LOCUST_GRACE, check=False)
-        record["exit_code"] = done.returncode
-        if done.returncode not in (0, 1):  # 1 = ran, but with failures
-            record["error"] = done.stderr[-2000:]
-    except subprocess.TimeoutExpired:
-        record["error"] = "locust timed out"
-    record.update(_locust_aggregate(prefix + "_stats.csv"))
+        with procstat.Sampler(server.pid, None, labels) as server_cpu, \
+                procstat.Sampler(process.pid, None, {**labels, "server": "locust"}) as own_cpu:
+            try:
+                record["exit_code"] = process.wait(plan.locust_seconds + LOCUST_GRACE)
+            except subprocess.TimeoutExpired:
+                record["error"] = "Locust did not finish in time; stopped"
+    finally:
+        servers.stop_process(process)  # a no-op when it ended by itself
+    samples.extend(server_cpu.records)
+    record["server_cpu_pct"] = procstat.busy_percent(server_cpu.records)
+    record["loadgen_cpu_pct"] = procstat.busy_percent(own_cpu.records)
+    record["loadgen_cores"] = min(plan.locust_processes, max(1, len(load_cores)))
+    record.update(_locust_output(prefix))
     return record
 
 
-def _locust_aggregate(path: str) -> dict[str, Any]:
+def _locust_output(prefix: str) -> dict[str, Any]:
+    """The aggregated CSV row, the scenario counts, the CPU warning and any one-line notes."""
+    found: dict[str, Any] = {}
     try:
-        with open(path, newline="") as stats:
+        with open(prefix + "_stats.csv", newline="") as stats:
             for row in csv.DictReader(stats):
                 if row["Name"] == "Aggregated":
-                    return {"requests": int(row["Request Count"]),
-                            "failures": int(row["Failure Count"]),
-                            "rps": float(row["Requests/s"]),
-                            "median_ms": float(row["Median Response Time"] or 0),
-                            "p99_ms": float(row["99%"]) if row["99%"] != "N/A" else None}
+                    found.update({
+                        "requests": int(row["Request Count"]),
+                        "failures": int(row["Failure Count"]), "rps": float(row["Requests/s"]),
+                        "p50_ms": _number(row.get("50%")), "p99_ms": _number(row.get("99%"))})
     except (OSError, KeyError, ValueError):
         pass
-    return {}
-
-
-def locust_available() -> bool:
     try:
-        import locust  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        with open(prefix + "-summary.json") as summary_file:
+            found["scenarios"] = json.load(summary_file)
+    except (OSError, ValueError):
+        pass
+    with open(prefix + ".log", errors="replace") as log_file:
+        text = log_file.read()
+    found["cpu_warning"] = bool(LOCUST_CPU_WARNING.search(text))
+    found["notes"] = [line.split(":", 1)[1].strip() for line in text.splitlines()
+                      if line.startswith("evserver scenarios:") and "cannot run" in line]
+    if "Traceback" in text:
+        found["error"] = f"Locust printed a traceback; see {prefix}.log"
+    return found
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "", "N/A") else None
+    except ValueError:
+        return None
 
 
 # --- a whole run -----------------------------------------------------------------------------
 
-@dataclass
-class Plan:
-    specs: list[servers.ServerSpec]
-    cases: list[Case]
-    rounds: int
-    duration: float
-    open_timeout: float
-    locust_seconds: float
-    locust_users: int
-    profile: str
-    seed: int
-    rundir: str
-    docroot: str
-    baselines: list[str]
-
-
-def run_plan(plan: Plan) -> dict[str, Any]:
+def run_plan(plan: Plan) -> tuple[dict[str, Any], Progress]:
     """Run every case on every server, round by round; write raw data, plots and the report."""
     os.makedirs(plan.rundir, exist_ok=True)
-    server_core, load_core = prepare_process()
-    log(f"document root {plan.docroot} ({plan.profile}, seed {plan.seed})")
-    manifest = docroot.ensure(plan.docroot, plan.seed, plan.profile)
-    missing = [case.file for case in plan.cases if case.file not in manifest["bench"]]
-    if missing:
-        raise SystemExit(f"files {missing} are not in the {plan.profile} document root")
+    progress = Progress()
+    server_core, load_cores = prepare_process()
+    progress.cores = (f"server on core {server_core}, load generators on "
+                      f"core{'s' if len(load_cores) > 1 else ''} {cores.describe(load_cores)}"
+                      if server_core is not None else "not pinned (one core)")
     running: list[servers.RunningServer] = []
-    points: list[dict[str, Any]] = []
-    idle: list[dict[str, Any]] = []
-    samples: list[dict[str, Any]] = []
-    locust_records: list[dict[str, Any]] = []
     try:
-        for spec in plan.specs:
-            running.append(servers.start(spec, plan.docroot, plan.rundir, server_core))
-            log(f"started {spec.label} on port {running[-1].port} (pid {running[-1].pid})")
-        total = sum(len(_servers_for(case, running)) for case in plan.cases) * plan.rounds
-        done = 0
-        for round_number in range(plan.rounds):
-            order = running[round_number % len(running):] + running[:round_number % len(running)]
-            for case in plan.cases:
-                for server in _servers_for(case, order):
-                    done += 1
-                    labels = {"round": round_number + 1, "case": case.name,
-                              "server": server.spec.label}
-                    if case.kind == "idle":
-                        record = measure_idle(server, case, manifest, plan.open_timeout,
-                                              load_core, labels, samples)
-                        idle.append(record)
-                        note = (f"held {record['held']}, "
-                                f"{report.fmt(record['rss_growth_kib_per_conn'], 2)} KiB/conn, "
-                                f"new client {report.fmt(record['probe_ms_median'], 2)} ms")
-                    else:
-                        record = measure_wrk(server, case, manifest, plan.duration, load_core,
-                                             labels, samples)
-                        points.append(record)
-                        note = (f"{report.fmt(record['rps'])} req/s, "
-                                f"p99 {report.fmt(record['p99_ms'], 2)} ms, "
-                                f"{record['errors']} errors")
-                    log(f"[{done}/{total}] round {round_number + 1}/{plan.rounds} "
-                        f"{server.spec.label:12} {case.name:24} {note}")
+        log(f"document root {plan.docroot} ({plan.profile}, seed {plan.seed})")
+        manifest = docroot.ensure(plan.docroot, plan.seed, plan.profile)
+        start_servers(plan, server_core, progress, running)
+        measure_rounds(plan, running, manifest, load_cores, progress)
         if plan.locust_seconds > 0:
-            for server in running:
+            for server in _alive(running, progress):
                 if server.spec.only_when_named:
                     continue
-                log(f"locust {plan.locust_seconds:g}s, {plan.locust_users} users "
-                    f"-> {server.spec.label}")
-                locust_records.append(measure_locust(server, plan.locust_seconds,
-                                                     plan.locust_users, plan.rundir, load_core))
-    finally:
+                log(f"locust {plan.locust_seconds:g}s, {plan.locust_users} users, "
+                    f"{plan.locust_processes} process(es) -> {server.spec.label}")
+                record = measure_locust(server, plan, load_cores, progress.samples)
+                progress.locust.append(record)
+                log(f"  {report.locust_line(record)}")
+    except KeyboardInterrupt:
+        progress.interrupted = True
+        log("Ctrl-C: stopping every process this run started, then writing what was measured")
+    with sigint_ignored():
         for server in running:
             server.stop()
-    return write_run(plan, points, idle, samples, locust_records)
+        return write_run(plan, progress), progress
+
+
+def start_servers(plan: Plan, server_core: int | None, progress: Progress,
+                  running: list[servers.RunningServer]) -> None:
+    """Start every server into ``running`` (the caller's list: Ctrl-C must find them all)."""
+    for spec in plan.specs:
+        try:
+            server = servers.start(spec, plan.docroot, plan.rundir, server_core)
+        except servers.StartError as error:
+            log(f"{error}\n  -> {spec.label} is left out; the others go on")
+            progress.problems.append(
+                f"{spec.label}: did not start ({error.reason}): `{error.last_line}` "
+                f"(its log: {error.log_path})" if error.log_path else f"{spec.label}: {error}")
+            continue
+        running.append(server)
+        progress.commands[spec.label] = " ".join(server.argv)
+        log(f"started {spec.label} on port {server.port} (pid {server.pid})")
+
+
+def _alive(running: Sequence[servers.RunningServer],
+           progress: Progress) -> list[servers.RunningServer]:
+    """The servers still running; one that died is reported once and measured no more."""
+    alive = []
+    for server in running:
+        if server.process.poll() is None:
+            alive.append(server)
+        elif not server.info.get("reported"):
+            server.info["reported"] = True
+            problem = (f"{server.spec.label} exited (status {server.process.returncode}) during "
+                       f"the run; its log: {server.log_path}")
+            log(problem)
+            progress.problems.append(problem)
+    return alive
+
+
+def warm_up(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
+            load_cores: set[int]) -> None:
+    """A short unrecorded wrk run on every server before round 1: the first measured point
+    must not pay for cold caches, lazy imports and a CPU still at a low clock."""
+    first = next((case for case in plan.cases if case.kind == "wrk"), None)
+    if first is None:
+        return
+    seconds = WARM_UP_SECONDS_QUICK if plan.quick else WARM_UP_SECONDS
+    log(f"warm-up: {seconds:g} s of wrk on each server (not recorded)")
+    for server in running:
+        wrkrun.run(server.url(manifest["bench"][first.file]), WARM_UP_CONNECTIONS, seconds,
+                   core=load_cores)
+
+
+def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
+                   load_cores: set[int], progress: Progress) -> None:
+    warm_up(plan, running, manifest, load_cores)
+    progress.measurements_planned = plan.rounds * sum(
+        len(_servers_for(case, running)) for case in plan.cases)
+    for round_number in range(plan.rounds):
+        shift = round_number % max(1, len(running))
+        order = running[shift:] + running[:shift]
+        for case in plan.cases:
+            for server in _servers_for(case, _alive(order, progress)):
+                labels = {"round": round_number + 1, "case": case.name,
+                          "server": server.spec.label}
+                if case.kind == "idle":
+                    record = measure_idle(server, case, manifest, plan.open_timeout,
+                                          load_cores, labels, progress.samples)
+                    progress.idle.append(record)
+                else:
+                    record = measure_wrk(server, case, manifest, plan.duration, load_cores,
+                                         labels, progress.samples)
+                    progress.points.append(record)
+                progress.measurements_done += 1
+                log(f"[{progress.measurements_done}/{progress.measurements_planned}] round "
+                    f"{round_number + 1}/{plan.rounds} {server.spec.label:14} {case.name:22} "
+                    f"{report.measurement_line(record)}")
+
+
+def _measured_in(case: Case, spec: servers.ServerSpec) -> bool:
+    return spec.label in case.only if case.only else not spec.only_when_named
 
 
 def _servers_for(case: Case, order: Sequence[servers.RunningServer]) -> list[
         servers.RunningServer]:
-    if case.only:
-        return [s for s in order if s.spec.label in case.only]
-    return [s for s in order if not s.spec.only_when_named]
+    return [server for server in order if _measured_in(case, server.spec)]
 
 
-def write_run(plan: Plan, points: list[dict[str, Any]], idle: list[dict[str, Any]],
-              samples: list[dict[str, Any]], locust_records: list[dict[str, Any]]
-              ) -> dict[str, Any]:
-    report.write_records(plan.rundir, "points", points)
-    report.write_records(plan.rundir, "idle", idle)
-    report.write_records(plan.rundir, "samples", samples)
-    report.write_records(plan.rundir, "locust", locust_records)
-    point_rows = report.summarise(points, report.POINT_METRICS)
-    idle_rows = report.summarise(idle, report.IDLE_METRICS)
-    figures = plots.sweep_figures(point_rows, plan.rundir)
-    figures += plots.memory_figure(samples, plan.rundir)
-    figure_names = [os.path.basename(f) for f in figures]
-    summary: dict[str, Any] = {"points": point_rows, "idle": idle_rows, "locust": locust_records,
-               "figures": figure_names,
-               "plan": {**asdict(plan), "specs": [asdict(s) for s in plan.specs]}}
+def write_run(plan: Plan, progress: Progress) -> dict[str, Any]:
+    report.write_records(plan.rundir, "points", progress.points)
+    report.write_records(plan.rundir, "idle", progress.idle)
+    report.write_records(plan.rundir, "samples", progress.samples)
+    report.write_records(plan.rundir, "locust", progress.locust)
+    point_rows = report.summarise(progress.points, report.POINT_METRICS)
+    idle_rows = report.summarise(progress.idle, report.IDLE_METRICS)
+    order = [spec.label for spec in plan.specs]
+    figures = plots.all_figures(point_rows, progress.idle, progress.locust, order, plan.rundir,
+                                plan.quick, sweeps=plan.command == "compare")
+    summary: dict[str, Any] = {
+        "points": point_rows, "idle": idle_rows, "locust": progress.locust,
+        "figures": [{"file": os.path.basename(path), "shows": caption}
+                    for path, caption in figures],
+        "interrupted": progress.interrupted, "problems": progress.problems,
+        "plan": {**asdict(plan), "specs": [asdict(s) for s in plan.specs]}}
     with open(os.path.join(plan.rundir, "summary.json"), "w") as out:
         json.dump(summary, out, indent=1, default=str)
     with open(os.path.join(plan.rundir, "report.md"), "w") as out:
-        out.write(render_report(plan, point_rows, idle_rows, locust_records, figure_names))
+        out.write(render_report(plan, progress, point_rows, idle_rows, summary["figures"]))
     return summary
 
 
-def render_report(plan: Plan, point_rows: list[dict[str, Any]], idle_rows: list[dict[str, Any]],
-                  locust_records: list[dict[str, Any]], figures: list[str]) -> str:
-    baselines = [b for b in plan.baselines if any(r["server"] == b for r in point_rows)]
-    parts = [
-        "# evserver experiment report\n",
-        f"- run folder: `{plan.rundir}`; {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        f"- servers: {', '.join(s.label for s in plan.specs)}; rounds: {plan.rounds} "
-        f"(interleaved), {plan.duration:g} s per wrk point, wrk -t1 --latency",
-        f"- document root: {plan.profile} profile, seed {plan.seed}; server pinned to core "
-        f"{SERVER_CORE}, load generator to core {LOAD_CORE}; Python {sys.version.split()[0]}",
-        "\nMedians over rounds, (min-max) when there was more than one round. "
-        "`x name`: ratio of requests/s to that server's median in the same case. "
-        "Latency from wrk (closed loop: coordinated omission hides stalls).\n",
-    ]
+def render_report(plan: Plan, progress: Progress, point_rows: list[dict[str, Any]],
+                  idle_rows: list[dict[str, Any]], figures: list[dict[str, str]]) -> str:
+    measured = {row["server"] for row in point_rows}
+    baselines = [b for b in plan.baselines if b in measured]
+    parts = ["# evserver experiment report\n"]
+    if plan.quick:
+        parts.append(report.QUICK_BANNER)
+    if progress.interrupted:
+        parts.append(f"> **Interrupted** (Ctrl-C) after {progress.measurements_done} of "
+                     f"{progress.measurements_planned} measurements: the tables hold what was "
+                     f"measured until then.\n")
+    parts += [
+        f"- run folder: `{plan.rundir}`; {time.strftime('%Y-%m-%d %H:%M:%S')}; "
+        f"Python {sys.version.split()[0]}; {progress.cores}",
+        f"- {plan.rounds} round(s), interleaved, after an unrecorded warm-up of each server; "
+        f"{plan.duration:g} s per wrk point (wrk -t1 --latency); document root: "
+        f"{plan.profile} tree, seed {plan.seed}",
+        "",
+        report.servers_table(progress.commands), ""]
+    if plan.skipped or progress.problems:
+        parts += ["## Not measured\n"] + [f"- {line}" for line in
+                                          plan.skipped + progress.problems] + [""]
     if point_rows:
-        parts += ["## Throughput and latency\n", report.points_table(point_rows, baselines), ""]
+        parts += ["## Throughput and latency (wrk)\n", report.POINTS_INTRO.format(
+            n=plan.rounds), report.points_table(point_rows, baselines), "",
+            report.point_notes(point_rows), ""]
     if idle_rows:
-        parts += ["## Idle keep-alive connections\n", report.idle_table(idle_rows), ""]
+        parts += ["## Idle keep-alive connections\n", report.IDLE_INTRO,
+                  report.idle_table(idle_rows), ""]
     if any(row["server"] == BENCH_ACCESS_LOG_LABEL for row in point_rows):
-        parts += ["## Issue 7 targets (ratios of medians)\n",
-                  report.targets_table(point_rows, idle_rows), ""]
-    if locust_records:
-        parts += ["## Locust scenarios\n", report.locust_table(locust_records), ""]
+        parts += ["## Targets (ratios of medians to nginx)\n",
+                  report.targets_table(point_rows, idle_rows, verdicts=not plan.quick), ""]
+    if progress.locust:
+        parts += ["## Locust scenarios (the same workload for every server)\n",
+                  report.LOCUST_INTRO, report.locust_table(progress.locust), "",
+                  report.scenario_table(progress.locust), ""]
     if figures:
-        parts += ["## Plots\n"] + [f"![{name}]({name})" for name in figures] + [""]
+        parts += ["## Plots\n"] + [f"- `{f['file']}`: {f['shows']}" for f in figures] + [""]
+        parts += [f"![{f['file']}]({f['file']})" for f in figures] + [""]
     return "\n".join(parts) + "\n"
 
 
-# --- command line ----------------------------------------------------------------------------
+# --- plans from the command line -------------------------------------------------------------
 
 def _csv_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def build_specs(models: list[str], peers: list[str]) -> list[servers.ServerSpec]:
-    specs = [servers.evserver_spec(model) for model in models]
-    available = servers.available_peers()
-    for peer in peers:
-        if not available.get(peer):
-            log(f"warning: peer {peer} is not installed; skipped")
+def _count_list(text: str) -> list[int]:
+    """argparse type: a comma list of positive whole numbers."""
+    try:
+        values = [int(item) for item in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas") from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every number must be 1 or more")
+    return values
+
+
+def _file_list(text: str) -> list[str]:
+    names = _csv_list(text)
+    unknown = [name for name in names if name not in docroot.BENCH_SIZES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose from {', '.join(docroot.BENCH_SIZES)}")
+    return names
+
+
+def peer_specs(names: list[str], skipped: list[str]) -> list[servers.ServerSpec]:
+    specs = []
+    for name in names:
+        if name not in servers.PEERS:
+            raise PlanError(f"--peers {name!r}: choose from {', '.join(servers.PEERS)}")
+        missing = servers.peer_missing(name)
+        if missing:
+            log(f"{missing}: it is left out, the rest goes on")
+            skipped.append(f"{name}: {missing}")
             continue
-        specs.append(servers.ServerSpec(peer, peer))
+        specs.append(servers.peer_spec(name))
     return specs
+
+
+def compare_specs(args: argparse.Namespace, skipped: list[str]) -> list[servers.ServerSpec]:
+    texts = list(args.server or [])
+    if args.models or not texts:
+        texts += _csv_list(args.models or "evented,threaded,iterative")
+    parsed = [servers.parse_spec(text) for text in texts]
+    wanted_peers = [spec.kind for spec in parsed if spec.kind in servers.PEERS]
+    specs = [spec for spec in parsed if spec.kind == "evserver"]
+    specs += peer_specs(wanted_peers + _csv_list(args.peers), skipped)
+    return servers.label_specs(specs)
 
 
 def compare_plan(args: argparse.Namespace) -> Plan:
     quick = args.quick
-    connections = [int(c) for c in _csv_list(args.connections or ("1,64" if quick else
-                                                                   "1,16,64,256,1024"))]
-    files = _csv_list(args.files or ("1k" if quick else "1k,64k"))
+    skipped: list[str] = []
+    specs = compare_specs(args, skipped)
+    files = args.files or (["1k"] if quick else ["1k", "64k"])
+    profile = docroot.PROFILES["quick" if quick else "full"]
+    absent = [name for name in files if name not in profile.bench_names]
+    if absent:
+        raise PlanError(f"--files {','.join(absent)}: not in the {'quick' if quick else 'full'} "
+                        f"tree (it has {', '.join(profile.bench_names)})")
+    connections = args.connections or ([1, 64] if quick else [1, 16, 64, 256, 1024])
     cases = [Case(f"{f} {NEW_CONNECTION_PER_REQUEST[close]} c{c}", "wrk", f, c, close)
              for close in ([False, True] if args.close else [False])
              for f in files for c in connections]
-    holds = [int(n) for n in _csv_list(args.hold if args.hold is not None else
-                                       ("" if quick else "1000,5000"))]
+    holds = args.hold if args.hold is not None else ([200] if quick else [1000, 5000])
     cases += [Case(f"idle {n}", "idle", "1k", n) for n in holds]
-    models = _csv_list(args.models)
-    locust_seconds = args.locust_time if args.locust_time is not None else (0 if quick else 30)
+    locust_seconds = args.locust_time if args.locust_time is not None else (5 if quick else 30)
     if locust_seconds and not locust_available():
-        log("warning: Locust is not installed (pip install locust): Locust scenarios skipped")
+        log(f"{INSTALL_LOCUST}: the Locust scenarios are left out, the rest goes on")
+        skipped.append(f"Locust scenarios: {INSTALL_LOCUST}")
         locust_seconds = 0
-    return Plan(build_specs(models, _csv_list(args.peers)), cases,
-                args.repeat or (1 if quick else 3), args.duration or (2 if quick else 10),
-                args.open_timeout or (5 if quick else 20), locust_seconds, args.locust_users,
-                "quick" if quick else "full", args.seed, _rundir(args),
-                args.docroot or _default_docroot("quick" if quick else "full"),
-                [models[0], *_csv_list(args.peers)] if models else _csv_list(args.peers))
+    first = next((s.label for s in specs if s.kind == "evserver"), None)
+    baselines = ([first] if first else []) + [s.label for s in specs if s.kind != "evserver"]
+    return Plan(specs, cases, args.repeat or (1 if quick else 3),
+                args.duration or (2 if quick else 10), args.open_timeout or (5 if quick else 20),
+                locust_seconds, args.locust_users or (50 if quick else 100),
+                args.locust_processes, quick, args.seed, _rundir(args),
+                args.docroot or _default_docroot("quick" if quick else "full"), baselines,
+                "compare", skipped)
 
 
 BENCH_ACCESS_LOG_LABEL = "evented+log"
@@ -457,17 +682,18 @@ IDLE_HEADROOM = 100
 
 
 def bench_plan(args: argparse.Namespace) -> Plan:
-    """Issue 7's table: exactly these cases against evserver's models, http.server and nginx."""
+    """The README's performance table: these cases against evserver's models and the peers."""
     quick = args.quick
+    skipped: list[str] = []
     idle_count = args.idle_connections or (200 if quick else 10000)
     # The idle case asks for one client more than it holds: the cap must leave room for it.
     room = ("--max-connections", str(idle_count + IDLE_HEADROOM))
-    specs = [servers.evserver_spec(m, *room) for m in ("evented", "threaded", "iterative")]
+    specs = [servers.evserver_spec(m, *room) for m in servers.MODELS]
     specs.append(servers.ServerSpec(BENCH_ACCESS_LOG_LABEL, "evserver", "evented",
                                     ("--access-log", "{rundir}/access-evented.log", *room),
                                     only_when_named=True))
-    specs += build_specs([], ["http.server", "nginx"])
-    big = "64k" if quick else "16m"  # the quick tree has no 16 MiB file
+    specs += peer_specs(list(servers.PEERS), skipped)
+    big = "1m" if quick else "16m"  # the quick tree has no 16 MiB file
     cases = [
         Case("1k keep-alive c64", "wrk", "1k", 64),
         Case("1k access log c64", "wrk", "1k", 64, only=("evented", BENCH_ACCESS_LOG_LABEL)),
@@ -478,10 +704,26 @@ def bench_plan(args: argparse.Namespace) -> Plan:
     ]
     return Plan(specs, cases, args.repeat or (1 if quick else 3),
                 args.duration or (2 if quick else 10),
-                args.open_timeout or (5 if quick else 20), 0, 0,
-                "quick" if quick else "full", args.seed, _rundir(args),
-                args.docroot or _default_docroot("quick" if quick else "full"),
-                ["nginx", "evented"])
+                args.open_timeout or (5 if quick else 20), 0, 0, 1, quick, args.seed,
+                _rundir(args), args.docroot or _default_docroot("quick" if quick else "full"),
+                ["nginx", "evented"], "bench", skipped)
+
+
+def drop_wrk_cases(plan: Plan) -> None:
+    """Without wrk, only the idle cases and Locust can run: say so once and go on."""
+    log(f"{INSTALL_WRK}: throughput and latency are left out, the rest goes on")
+    plan.skipped.append(f"throughput and latency (every wrk case): {INSTALL_WRK}")
+    plan.cases = [case for case in plan.cases if case.kind != "wrk"]
+
+
+def estimate_seconds(plan: Plan) -> float:
+    """A rough duration of the plan, so the user knows whether to wait or come back."""
+    rounds = plan.rounds * sum(
+        (plan.duration + 1 if case.kind == "wrk" else plan.open_timeout / 2 + 3)
+        * sum(1 for spec in plan.specs if _measured_in(case, spec)) for case in plan.cases)
+    locust = (plan.locust_seconds + 8) * sum(1 for s in plan.specs if not s.only_when_named) \
+        if plan.locust_seconds else 0
+    return rounds + locust + (2 + WARM_UP_SECONDS) * len(plan.specs)
 
 
 def _default_docroot(profile: str) -> str:
@@ -496,49 +738,90 @@ def _rundir(args: argparse.Namespace) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(description="evserver load experiments (issues 6 and 7).")
+    top = argparse.ArgumentParser(
+        description="evserver load experiments: a report with tables and plots in a run folder.")
     commands = top.add_subparsers(dest="command", required=True)
-    for name, help_text in (("compare", "sweep concurrency and file sizes across models"),
-                            ("bench", "issue 7's table vs http.server and nginx")):
-        sub = commands.add_parser(name, help=help_text)
+    for name, help_text in (("compare", "sweep concurrency and file sizes across servers"),
+                            ("bench", "the README's performance table vs http.server and nginx")):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--quick", action="store_true",
-                         help="tiny tree, 1 round, 2 s points: under a minute")
+                         help="a smoke test: tiny tree, 1 round, 2 s points, about a minute; "
+                              "no verdicts")
         sub.add_argument("--repeat", type=int, help="rounds (default 3, quick 1)")
         sub.add_argument("--duration", type=float, help="seconds per wrk point (10, quick 2)")
         sub.add_argument("--out", help="run folder (default results/<command>-<timestamp>)")
-        sub.add_argument("--docroot", help="document root to create or reuse")
+        sub.add_argument("--docroot", help="a new or empty folder for the generated tree, or "
+                                           "one made before (default results/docroot-<profile>)")
         sub.add_argument("--seed", type=int, default=1, help="document root seed")
         sub.add_argument("--open-timeout", type=float,
                          help="seconds to open the idle connections (20, quick 5)")
     compare = commands.choices["compare"]
-    compare.add_argument("--models", default="evented,threaded,iterative")
-    compare.add_argument("--peers", default="", help="comma list: http.server,nginx")
-    compare.add_argument("--connections", help="wrk -c levels (1,16,64,256,1024; quick 1,64)")
-    compare.add_argument("--files", help="bench files: 1k,4k,64k,1m,16m (1k,64k; quick 1k)")
+    compare.add_argument("--server", action="append", metavar="SPEC",
+                         help="a server to measure: a model and evserver options, e.g. "
+                              "'evented --selector poll' or 'threaded'; LABEL=SPEC names it; "
+                              "repeat for each server")
+    compare.add_argument("--models", metavar="LIST",
+                         help="comma list of models, each with evserver's defaults (the same "
+                              "as one --server per model); default evented,threaded,iterative "
+                              "when no --server is given")
+    compare.add_argument("--peers", default="", metavar="LIST",
+                         help="other servers to compare with: http.server,nginx")
+    compare.add_argument("--connections", type=_count_list,
+                         help="wrk -c levels (1,16,64,256,1024; quick 1,64)")
+    compare.add_argument("--files", type=_file_list,
+                         help="bench files: 1k,4k,64k,1m,16m (1k,64k; quick 1k)")
     compare.add_argument("--close", action="store_true",
                          help="also measure a new connection per request")
-    compare.add_argument("--hold", help="idle connection counts (1000,5000; quick none)")
-    compare.add_argument("--locust-time", type=float, help="seconds of Locust per server "
-                         "(30; quick 0)")
-    compare.add_argument("--locust-users", type=int, default=100)
+    compare.add_argument("--hold", type=lambda text: _count_list(text) if text else [],
+                         help="idle connection counts, '' for none (1000,5000; quick 200)")
+    compare.add_argument("--locust-time", type=float,
+                         help="seconds of Locust per server, 0 for none (30; quick 5)")
+    compare.add_argument("--locust-users", type=int, help="Locust users (100; quick 50)")
+    compare.add_argument("--locust-processes", type=int, default=1, metavar="N",
+                         help="Locust processes: N > 1 runs Locust's own master and N worker "
+                              "processes (default 1)")
     commands.choices["bench"].add_argument("--idle-connections", type=int,
                                            help="idle connections to hold (10000; quick 200)")
     return top
 
 
+def make_plan(args: argparse.Namespace) -> Plan:
+    plan = compare_plan(args) if args.command == "compare" else bench_plan(args)
+    if not plan.specs:
+        raise PlanError("no server to measure")
+    servers.check_specs(plan.specs)
+    if docroot.load_manifest(plan.docroot) is None:
+        docroot.check_writable_tree(plan.docroot)
+    if tool_missing("wrk"):
+        drop_wrk_cases(plan)
+    if not plan.cases and not plan.locust_seconds:
+        raise PlanError("nothing left to measure")
+    return plan
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if shutil.which("wrk") is None:
-        log("wrk is not installed (Debian: apt-get install wrk)")
+    try:
+        plan = make_plan(args)
+    except (PlanError, servers.SpecError, docroot.NotATree) as error:
+        log(f"experiment: {error}")
         return 2
-    plan = compare_plan(args) if args.command == "compare" else bench_plan(args)
-    with bench_lock():
-        summary = run_plan(plan)
+    minutes = estimate_seconds(plan) / 60
+    log(f"{len(plan.specs)} servers, {len(plan.cases)} cases, {plan.rounds} round(s): about "
+        f"{max(1, round(minutes))} minute(s)" + (" (quick: a smoke test)" if plan.quick else ""))
+    try:
+        with bench_lock():
+            summary, progress = run_plan(plan)
+    except KeyboardInterrupt:  # while waiting for another run's lock: nothing was started
+        log("Ctrl-C: nothing was measured")
+        return INTERRUPTED_EXIT
     with open(os.path.join(plan.rundir, "report.md")) as report_file:
         print(report_file.read())
     log(f"report: {os.path.join(plan.rundir, 'report.md')} "
         f"({len(summary['figures'])} plots)")
-    return 0
+    if progress.interrupted:
+        return INTERRUPTED_EXIT
+    return 0 if progress.points or progress.idle or progress.locust else 1
 
 
 if __name__ == "__main__":

@@ -1,30 +1,48 @@
-"""Start and stop the servers under test as pinned child processes.
+"""Start and stop the servers under test as pinned child processes; read server specs.
 
 What this module knows: the command line of each kind of server (evserver, ``python -m
-http.server``, nginx), how each announces its port, and how to stop it. What it must not know:
-what is measured -- a running server is a pid, a base URL and maybe a stats URL.
+http.server``, nginx), how each announces its port, how to stop it, and the server *spec*
+language of the runner's ``--server`` option. What it must not know: what is measured -- a
+running server is a pid, a base URL and maybe a stats URL.
+
+A spec is a model and evserver options, as one would type them after ``evserver``::
+
+    evented                       the evented model with evserver's defaults
+    evented --selector select     the same with another readiness API
+    threaded --max-connections 64
+    poll=evented --selector poll  an explicit label before '='
+    nginx, http.server            the peers (no options: the runner configures them)
 
 Invariants:
 - Every server binds 127.0.0.1 (load never leaves the machine) and is pinned with ``taskset`` to
-  the server core, so the load generator on the other core does not compete with it.
+  the server core, so the load generator on the other cores does not compete with it.
 - A server's output goes to a log file in the run folder, never to a pipe nobody reads (a full
   pipe would stall a server that logs each request).
-- ``stop()`` sends SIGTERM, waits a bounded time, then SIGKILLs; it is safe to call twice.
+- Each server runs in its own process group (nginx is a master and a worker): ``stop()`` sends
+  SIGTERM to the server, waits a bounded time, then SIGKILLs the whole group; it is safe to call
+  twice. A server that fails to start is killed before the error is raised, so no error path
+  leaves a process behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
 import string
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from tools import cores
 
 START_TIMEOUT = 15.0
 """Seconds a server has to announce itself or accept a connection before the run gives up."""
@@ -41,12 +59,37 @@ BACKLOG = 4096
 NOFILE = 20000
 """Descriptor limit asked for in nginx's worker (the runner raises its own soft limit too)."""
 
+LOG_TAIL_LINES = 8
+"""Lines of a failed server's log shown to the user: enough for a traceback's last frames."""
+
 HOST = "127.0.0.1"
 TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 NGINX_TEMPLATE = os.path.join(TOOLS_DIR, "nginx.conf.template")
 
+MODELS = ("evented", "threaded", "iterative")
+PEERS = ("http.server", "nginx")
+INSTALL_HINTS = {"nginx": "Debian: sudo apt-get install nginx"}
+
+RUNNER_OPTIONS = ("-b", "--bind", "-d", "--directory", "--stats-path", "-h", "--help",
+                  "--version")
+"""evserver options the runner sets itself (address, folder, stats URL) or that do not serve."""
+
 EVSERVER_BANNER = re.compile(r"on http://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
 HTTP_SERVER_BANNER = re.compile(r"Serving HTTP on \S+ port (\d+)")
+LABEL_PREFIX = re.compile(r"([A-Za-z0-9_.+-]+)=(?=\S)")
+
+
+class SpecError(ValueError):
+    """A ``--server`` spec the runner cannot use; the message is one line for the user."""
+
+
+class StartError(RuntimeError):
+    """A server did not start; the message says which and shows the end of its log."""
+
+    def __init__(self, message: str, reason: str = "", last_line: str = "",
+                 log_path: str = "") -> None:
+        super().__init__(message)
+        self.reason, self.last_line, self.log_path = reason, last_line, log_path
 
 
 @dataclass(frozen=True)
@@ -59,6 +102,8 @@ class ServerSpec:
     extra_args: tuple[str, ...] = ()
     only_when_named: bool = False
     """True for a variant measured only in the cases that name it (the access-log twin)."""
+    text: str = ""
+    """The spec as the user wrote it (for messages); empty for specs the runner builds."""
 
 
 @dataclass
@@ -67,6 +112,7 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     port: int
     log_path: str
+    argv: list[str] = field(default_factory=list)
     stats_url: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -78,22 +124,156 @@ class RunningServer:
         return f"http://{HOST}:{self.port}{path}"
 
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_TIMEOUT)
-        return self.process.returncode
+        return stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> int | None:
+    """SIGTERM, a bounded wait, then SIGKILL to what is left of the process group it leads.
+
+    The leader is waited for without being reaped (``WNOWAIT``), so its process id -- which is
+    the group's id -- cannot be reused by another process before the group is killed.
+    """
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                break
+            time.sleep(POLL_STEP)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # a worker left behind (nginx), or a hang
+        process.wait(timeout)
+    return process.returncode
 
 
 def evserver_spec(model: str, *extra: str, label: str | None = None) -> ServerSpec:
     return ServerSpec(label or model, "evserver", model, tuple(extra))
 
 
-def available_peers() -> dict[str, bool]:
-    return {"http.server": True, "nginx": shutil.which("nginx") is not None}
+def peer_spec(name: str) -> ServerSpec:
+    return ServerSpec(name, name, text=name)
+
+
+# --- the --server spec language ------------------------------------------------------------
+
+def parse_spec(text: str) -> ServerSpec:
+    """One ``--server`` value; raises ``SpecError`` with a one-line reason."""
+    label = None
+    match = LABEL_PREFIX.match(text.strip())
+    if match:
+        label, body = match.group(1), text.strip()[match.end():]
+    else:
+        body = text
+    try:
+        words = shlex.split(body)
+    except ValueError as error:
+        raise SpecError(f"--server {text!r}: {error}") from None
+    if not words:
+        raise SpecError(f"--server {text!r}: empty; give a model, e.g. --server evented")
+    first, options = words[0], tuple(words[1:])
+    if first in PEERS:
+        if options:
+            raise SpecError(f"--server {text!r}: {first} takes no options here "
+                            f"(the runner configures it)")
+        return replace(peer_spec(first), label=label or first, text=text)
+    if first not in MODELS:
+        raise SpecError(f"--server {text!r}: starts with {first!r}; the first word must be a "
+                        f"model ({', '.join(MODELS)}) or a peer ({', '.join(PEERS)})")
+    for word in options:
+        name = word.split("=", 1)[0]
+        if name in RUNNER_OPTIONS:
+            raise SpecError(f"--server {text!r}: the runner sets {name} itself")
+    return ServerSpec(label or "", "evserver", first, options, text=text)
+
+
+def _option_groups(options: Sequence[str]) -> list[str]:
+    """Options as readable words: ``--selector select`` -> ``selector=select``."""
+    groups: list[str] = []
+    index = 0
+    while index < len(options):
+        word = options[index]
+        if word.startswith("-") and "=" not in word and index + 1 < len(options) \
+                and not options[index + 1].startswith("-"):
+            groups.append(f"{word.lstrip('-')}={options[index + 1]}")
+            index += 2
+        else:
+            groups.append(word.lstrip("-") if word.startswith("-") else word)
+            index += 1
+    return groups
+
+
+def label_specs(specs: Sequence[ServerSpec]) -> list[ServerSpec]:
+    """Give every unlabelled spec a label naming what differs between the specs.
+
+    Options that every evserver spec shares are left out of the labels (they do not tell the
+    servers apart). Raises ``SpecError`` when two servers end up with the same label.
+    """
+    evservers = [spec for spec in specs if spec.kind == "evserver"]
+    grouped = {id(spec): _option_groups(spec.extra_args) for spec in evservers}
+    shared = set.intersection(*(set(g) for g in grouped.values())) if len(evservers) > 1 \
+        else set()
+    labelled: list[ServerSpec] = []
+    for spec in specs:
+        if spec.kind == "evserver" and not spec.label:
+            words = [group for group in grouped[id(spec)] if group not in shared]
+            spec = replace(spec, label=" ".join([spec.model, *words]))
+        labelled.append(spec)
+    seen: dict[str, ServerSpec] = {}
+    for spec in labelled:
+        if spec.label in seen:
+            raise SpecError(f"--server {spec.text or spec.label!r}: the same server as "
+                            f"{seen[spec.label].text or spec.label!r}; give one of them a label "
+                            f"(LABEL=SPEC) or drop it")
+        seen[spec.label] = spec
+    return labelled
+
+
+def check_specs(specs: Iterable[ServerSpec], timeout: float = START_TIMEOUT) -> None:
+    """Let evserver itself judge each spec's options: start it on an empty folder, then stop it.
+
+    evserver answers bad arguments with one line and exit status 2 before it binds anything;
+    that line becomes the ``SpecError``. The servers are started together, so this costs about
+    one interpreter start, not one per spec.
+    """
+    evservers = [spec for spec in specs if spec.kind == "evserver" and spec.extra_args]
+    if not evservers:
+        return
+    with tempfile.TemporaryDirectory(prefix="evserver-check-") as folder:
+        started: list[tuple[ServerSpec, subprocess.Popen[bytes], str]] = []
+        try:
+            for spec in evservers:
+                log_path = os.path.join(folder, f"{len(started)}.log")
+                argv = evserver_argv(spec, folder, "/-/stats")
+                started.append((spec, _spawn(argv, log_path), log_path))
+            deadline = time.monotonic() + timeout
+            waiting = list(started)
+            while waiting and time.monotonic() < deadline:
+                for spec, process, log_path in list(waiting):
+                    if process.poll() == 2:
+                        last = _log_tail(log_path, 1).strip() or "exit status 2"
+                        raise SpecError(f"--server {spec.text or spec.label!r}: {last}")
+                    if process.returncode is not None or _banner_port(log_path,
+                                                                      EVSERVER_BANNER):
+                        waiting.remove((spec, process, log_path))  # the real start will tell
+                time.sleep(POLL_STEP)
+        finally:
+            for _, process, _ in started:
+                stop_process(process)
+
+
+# --- starting servers ------------------------------------------------------------------------
+
+def nginx_binary() -> str | None:
+    """nginx's path: Debian puts it in /usr/sbin, which a normal user's PATH often lacks."""
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+
+
+def peer_missing(name: str) -> str | None:
+    """None when peer ``name`` can run here, else what to install (one line)."""
+    if name == "nginx" and nginx_binary() is None:
+        return f"nginx is not installed ({INSTALL_HINTS['nginx']})"
+    return None
 
 
 def free_port() -> int:
@@ -103,14 +283,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def pin_prefix(core: int | None) -> list[str]:
-    if core is None or shutil.which("taskset") is None:
-        return []
-    return ["taskset", "-c", str(core)]
+def _log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, errors="replace") as log_file:
+            text = log_file.read()[-16384:]
+    except OSError:
+        return ""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
 
-def _wait_for(condition: Any, process: subprocess.Popen[bytes], what: str, log: str) -> Any:
-    deadline = time.monotonic() + START_TIMEOUT
+def _wait_for(condition: Callable[[], Any], process: subprocess.Popen[bytes], what: str,
+              log: str, timeout: float = START_TIMEOUT) -> Any:
+    """Poll ``condition`` until it is true; the child exiting or the timeout is a StartError."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = condition()
         if result:
@@ -118,13 +303,13 @@ def _wait_for(condition: Any, process: subprocess.Popen[bytes], what: str, log: 
         if process.poll() is not None:
             break
         time.sleep(POLL_STEP)
-    tail = ""
-    if os.path.exists(log):
-        with open(log, errors="replace") as log_file:
-            tail = log_file.read()[-2000:]
-    process.kill()
-    process.wait()
-    raise RuntimeError(f"{what} did not start (exit {process.returncode}); log tail:\n{tail}")
+    exited = process.returncode is not None
+    stop_process(process)
+    reason = f"exit status {process.returncode}" if exited else f"no answer in {timeout:g} s"
+    tail = _log_tail(log) or "(empty)"
+    raise StartError(f"{what} did not start ({reason}); the end of its log ({log}):\n"
+                     + "\n".join("    " + line for line in tail.splitlines()),
+                     reason, tail.splitlines()[-1], log)
 
 
 def _banner_port(log_path: str, pattern: re.Pattern[str]) -> int | None:
@@ -145,9 +330,11 @@ def _accepts(port: int) -> bool:
 
 
 def _spawn(argv: list[str], log_path: str, cwd: str | None = None) -> subprocess.Popen[bytes]:
+    """A child in its own session: a Ctrl-C at the terminal reaches the runner, which stops
+    its children itself, in order, instead of every process at once."""
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=cwd)
+                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
 
 
 def evserver_argv(spec: ServerSpec, docroot: str, stats_path: str) -> list[str]:
@@ -158,32 +345,39 @@ def evserver_argv(spec: ServerSpec, docroot: str, stats_path: str) -> list[str]:
     return argv + list(spec.extra_args)
 
 
-def start(spec: ServerSpec, docroot: str, rundir: str, core: int | None,
+def start(spec: ServerSpec, docroot: str, rundir: str, core: Iterable[int] | int | None,
           stats_path: str = "/-/stats") -> RunningServer:
-    """Start one server, wait until it accepts, and return it."""
+    """Start one server, wait until it accepts, and return it; ``StartError`` if it does not."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.label)
     log_path = os.path.join(rundir, f"server-{safe}.log")
-    pin = pin_prefix(core)
+    pin = cores.pin_prefix(core)
     if spec.kind == "evserver":
         extra = [arg.replace("{rundir}", rundir) for arg in spec.extra_args]
-        spec_run = replace(spec, extra_args=tuple(extra))
-        process = _spawn(pin + evserver_argv(spec_run, docroot, stats_path), log_path)
-        port = _wait_for(lambda: _banner_port(log_path, EVSERVER_BANNER), process,
-                         spec.label, log_path)
-        server = RunningServer(spec, process, port, log_path, f"http://{HOST}:{port}{stats_path}")
+        argv = evserver_argv(replace(spec, extra_args=tuple(extra)), docroot, stats_path)
+        pattern: re.Pattern[str] | None = EVSERVER_BANNER
+        stats_url: str | None = stats_path
     elif spec.kind == "http.server":
         # -u: unbuffered, or the banner line waits in a pipe buffer and we never see the port.
         argv = [sys.executable, "-u", "-m", "http.server", "0", "-b", HOST, "-d", docroot]
-        process = _spawn(pin + argv, log_path)
-        port = _wait_for(lambda: _banner_port(log_path, HTTP_SERVER_BANNER), process,
-                         spec.label, log_path)
-        server = RunningServer(spec, process, port, log_path)
+        pattern, stats_url = HTTP_SERVER_BANNER, None
     elif spec.kind == "nginx":
-        server = _start_nginx(spec, docroot, rundir, pin, log_path)
+        argv, nginx_port = _nginx_argv(docroot, rundir)
+        pattern, stats_url = None, None
     else:
         raise ValueError(f"unknown server kind {spec.kind!r}")
-    _wait_for(lambda: _accepts(server.port), server.process, spec.label, log_path)
-    return server
+    process = _spawn(pin + argv, log_path)
+    try:
+        if pattern is not None:
+            port = _wait_for(lambda: _banner_port(log_path, pattern), process, spec.label,
+                             log_path)
+        else:
+            port = nginx_port
+        _wait_for(lambda: _accepts(port), process, spec.label, log_path)
+    except BaseException:  # StartError, or Ctrl-C while waiting: never leave the child behind
+        stop_process(process)
+        raise
+    return RunningServer(spec, process, port, log_path, pin + argv,
+                         f"http://{HOST}:{port}{stats_url}" if stats_url else None)
 
 
 def nginx_config(docroot: str, prefix: str, port: int) -> str:
@@ -197,11 +391,10 @@ def nginx_config(docroot: str, prefix: str, port: int) -> str:
                                worker_connections=NOFILE - 100, user_line=user_line)
 
 
-def _start_nginx(spec: ServerSpec, docroot: str, rundir: str, pin: list[str],
-                 log_path: str) -> RunningServer:
-    binary = shutil.which("nginx")
+def _nginx_argv(docroot: str, rundir: str) -> tuple[list[str], int]:
+    binary = nginx_binary()
     if binary is None:
-        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
+        raise StartError(f"nginx is not installed ({INSTALL_HINTS['nginx']})")
     prefix = os.path.join(rundir, "nginx")
     for sub in ("logs", "tmp"):  # nginx opens <prefix>/logs/error.log before reading the config
         os.makedirs(os.path.join(prefix, sub), exist_ok=True)
@@ -209,6 +402,4 @@ def _start_nginx(spec: ServerSpec, docroot: str, rundir: str, pin: list[str],
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as out:
         out.write(nginx_config(docroot, prefix, port))
-    process = _spawn([*pin, binary, "-p", prefix + "/", "-c", conf, "-e", prefix + "/error.log"],
-                     log_path)
-    return RunningServer(spec, process, port, log_path)
+    return [binary, "-p", prefix + "/", "-c", conf, "-e", prefix + "/error.log"], port

@@ -12,9 +12,13 @@ never against an open-loop tool's figures.
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from tools.cores import pin_prefix
 
 WRK_GRACE = 30.0
 """Seconds beyond ``-d`` that a wrk process may take before it is killed (its own timeout is 2 s
@@ -40,6 +44,8 @@ class WrkResult:
     socket_errors: dict[str, int] = field(default_factory=dict)
     non_2xx_3xx: int = 0
     exit_code: int = 0
+    cpu_seconds: float = 0.0
+    """CPU time wrk itself used (user + system): is the load generator the bottleneck?"""
     raw: str = ""
 
     @property
@@ -91,19 +97,27 @@ def parse(output: str) -> WrkResult:
 
 
 def command(url: str, connections: int, duration: float, close: bool = False,
-            core: int | None = None, threads: int = 1, timeout: float = 2.0) -> list[str]:
+            core: Iterable[int] | int | None = None, threads: int = 1,
+            timeout: float = 2.0) -> list[str]:
     wrk = shutil.which("wrk") or "wrk"
-    argv = ["taskset", "-c", str(core)] if core is not None and shutil.which("taskset") else []
-    argv += [wrk, f"-t{threads}", f"-c{max(connections, threads)}", f"-d{duration:g}s",
-             f"--timeout={timeout:g}s", "--latency"]
+    argv = [*pin_prefix(core), wrk, f"-t{threads}", f"-c{max(connections, threads)}",
+            f"-d{duration:g}s", f"--timeout={timeout:g}s", "--latency"]
     if close:
         argv += ["-H", "Connection: close"]  # a new connection per request (RFC 9112 9.6)
     return [*argv, url]
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(url: str, connections: int, duration: float, close: bool = False,
-        core: int | None = None) -> WrkResult:
+        core: Iterable[int] | int | None = None) -> WrkResult:
+    """Run wrk and parse it. Its CPU time comes from the kernel's account of reaped children:
+    the caller runs nothing else that ends meanwhile, so the difference is wrk's alone."""
     argv = command(url, connections, duration, close, core)
+    cpu_before = _children_cpu()
     try:
         done = subprocess.run(argv, capture_output=True, text=True,
                               timeout=duration + WRK_GRACE, check=False)
@@ -112,6 +126,7 @@ def run(url: str, connections: int, duration: float, close: bool = False,
         result.socket_errors["wrk_timeout"] = 1
         return result
     result = parse(done.stdout)
+    result.cpu_seconds = round(_children_cpu() - cpu_before, 3)
     result.exit_code = done.returncode
     if done.returncode != 0:
         result.raw += "\n" + done.stderr

@@ -1,8 +1,10 @@
 """The experiment runner's quick mode, end to end, as CI runs it (needs ``wrk``).
 
-It starts the three evserver models (and ``http.server`` as a peer), runs a tiny sweep, and
-checks the run folder: raw data for every point, a report with the table, the plots. Nothing is
-asserted about speed -- only that every point was measured and served without errors.
+It starts the three evserver models (and ``http.server`` as a peer), runs a tiny sweep, an idle
+hold and the Locust scenarios, and checks the run folder: raw data for every point, a report
+with the table, the plots. Nothing is asserted about speed -- only that every point was measured
+and served without errors, that the report says it is a smoke test and judges nothing, and that
+every server got the same Locust workload, with the iterative model's starved users shown.
 """
 
 from __future__ import annotations
@@ -44,6 +46,22 @@ def test_quick_compare_writes_a_complete_run_folder(tmp_path: Path) -> None:
     assert "x evented" in text
     with open(os.path.join(rundir, "samples.json")) as samples_file:
         assert json.load(samples_file), "the server was never sampled"
+    assert "Quick mode: a smoke test" in text.splitlines()[2]
+    assert " met" not in text and "MISSED" not in text
+    assert "CPU % wrk" in text and "(min-max)" in text
     if plots._pyplot() is not None:
-        for name in ("rps-1k-keep-alive.png", "latency-1k-keep-alive.png", "memory-threads.png"):
+        for name in ("rps-1k-keep-alive.png", "latency-1k-keep-alive.png", "memory.png"):
             assert os.path.getsize(os.path.join(rundir, name)) > 1000
+            assert f"`{name}`: " in text  # each plot is named with what it shows
+    if experiment.locust_available():
+        with open(os.path.join(rundir, "locust.json")) as locust_file:
+            runs = {run["server"]: run for run in json.load(locust_file)}
+        assert set(runs) == {"evented", "threaded", "iterative", "http.server"}
+        workloads = {(run["users"], run["seconds"], run["scenarios"]["total"]["users"])
+                     for run in runs.values()}
+        assert len(workloads) == 1, workloads  # the same users and scenarios for every server
+        assert runs["evented"]["scenarios"]["total"]["starved_users"] == 0
+        assert runs["iterative"]["scenarios"]["total"]["starved_users"] > 0
+        assert runs["iterative"]["scenarios"]["total"]["never_answered"] > 0
+        assert "## Locust scenarios (the same workload for every server)" in text
+        assert "Traceback" not in Path(runs["evented"]["log"]).read_text()
