@@ -427,7 +427,7 @@ def run_plan(plan: Plan) -> tuple[dict[str, Any], Progress]:
         log(f"document root {plan.docroot} ({plan.profile}, seed {plan.seed})")
         manifest = docroot.ensure(plan.docroot, plan.seed, plan.profile)
         start_servers(plan, server_core, progress, running)
-        measure_rounds(plan, running, manifest, load_cores, progress)
+        measure_rounds(plan, running, manifest, server_core, load_cores, progress)
         if plan.locust_seconds > 0:
             for server in _alive(running, progress):
                 if server.spec.only_when_named:
@@ -494,29 +494,78 @@ def warm_up(plan: Plan, running: list[servers.RunningServer], manifest: dict[str
 
 
 def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
-                   load_cores: set[int], progress: Progress) -> None:
+                   server_core: int | None, load_cores: set[int], progress: Progress) -> None:
+    """Every wrk case, round by round; then every idle case, round by round, each server
+    restarted first (see ``restart_fresh``). Within a round the server order rotates."""
+    wrk_cases = [case for case in plan.cases if case.kind != "idle"]
+    idle_cases = [case for case in plan.cases if case.kind == "idle"]
     warm_up(plan, running, manifest, load_cores)
     progress.measurements_planned = plan.rounds * sum(
         len(_servers_for(case, running)) for case in plan.cases)
     for round_number in range(plan.rounds):
-        shift = round_number % max(1, len(running))
-        order = running[shift:] + running[:shift]
-        for case in plan.cases:
-            for server in _servers_for(case, _alive(order, progress)):
-                labels = {"round": round_number + 1, "case": case.name,
-                          "server": server.spec.label}
-                if case.kind == "idle":
-                    record = measure_idle(server, case, manifest, plan.open_timeout,
-                                          load_cores, labels, progress.samples)
-                    progress.idle.append(record)
-                else:
-                    record = measure_wrk(server, case, manifest, plan.duration, load_cores,
-                                         labels, progress.samples)
-                    progress.points.append(record)
-                progress.measurements_done += 1
-                log(f"[{progress.measurements_done}/{progress.measurements_planned}] round "
-                    f"{round_number + 1}/{plan.rounds} {server.spec.label:14} {case.name:22} "
-                    f"{report.measurement_line(record)}")
+        for case in wrk_cases:
+            for server in _servers_for(case, _alive(_rotated(running, round_number), progress)):
+                record = measure_wrk(server, case, manifest, plan.duration, load_cores,
+                                     _labels(round_number, case, server), progress.samples)
+                progress.points.append(record)
+                _done(plan, progress, round_number, case, server, record)
+    for round_number in range(plan.rounds):
+        for server in _alive(_rotated(running, round_number), progress):
+            mine = [case for case in idle_cases if _measured_in(case, server.spec)]
+            if not mine:
+                continue
+            fresh = restart_fresh(server, plan, server_core, running, progress)
+            for case in mine:
+                if fresh is None:
+                    break
+                record = measure_idle(fresh, case, manifest, plan.open_timeout, load_cores,
+                                      _labels(round_number, case, fresh), progress.samples)
+                progress.idle.append(record)
+                _done(plan, progress, round_number, case, fresh, record)
+
+
+def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | None,
+                  running: list[servers.RunningServer],
+                  progress: Progress) -> servers.RunningServer | None:
+    """Stop ``server`` and start its spec again, in its place in ``running``.
+
+    Why: memory a server freed after earlier load stays in its allocator and is reused by the
+    next connections, so on a process that has served wrk's 1,024 connections the first
+    thousand idle ones cost next to nothing. Idle connections are therefore held on a fresh
+    process, whose growth is what a connection really costs. None if it does not start again.
+    """
+    server.stop()
+    index = running.index(server)
+    try:
+        fresh = servers.start(server.spec, plan.docroot, plan.rundir, server_core,
+                              log_suffix="-fresh")
+    except servers.StartError as error:
+        running.pop(index)
+        problem = f"{server.spec.label}: did not start again for the idle cases: {error}"
+        log(problem)
+        progress.problems.append(problem)
+        return None
+    running[index] = fresh
+    progress.commands[server.spec.label] = " ".join(fresh.argv)
+    return fresh
+
+
+def _rotated(running: list[servers.RunningServer],
+             round_number: int) -> list[servers.RunningServer]:
+    shift = round_number % max(1, len(running))
+    return running[shift:] + running[:shift]
+
+
+def _labels(round_number: int, case: Case, server: servers.RunningServer) -> dict[str, Any]:
+    return {"round": round_number + 1, "case": case.name, "server": server.spec.label}
+
+
+def _done(plan: Plan, progress: Progress, round_number: int, case: Case,
+          server: servers.RunningServer, record: dict[str, Any]) -> None:
+    progress.measurements_done += 1
+    log(f"[{progress.measurements_done}/{progress.measurements_planned}] round "
+        f"{round_number + 1}/{plan.rounds} {server.spec.label:14} {case.name:22} "
+        f"{report.measurement_line(record)}")
 
 
 def _measured_in(case: Case, spec: servers.ServerSpec) -> bool:

@@ -232,11 +232,14 @@ def _grid(pyplot: Any, count: int, bars: int) -> tuple[Any, list[Any]]:
     return figure, flat[:count]
 
 
-def _label_bars(axes: Any, bars: Any, values: Sequence[float], digits: int = 0) -> None:
-    """The value on top of each bar: whole numbers from 100 up, two significant digits below."""
-    for bar, value in zip(bars, values, strict=True):
+def _label_bars(axes: Any, bars: Any, values: Sequence[float], digits: int = 0,
+                tops: Sequence[float] | None = None) -> None:
+    """The value on top of each bar (above its whisker when ``tops`` gives the whiskers' tops,
+    so the two never cross): whole numbers from 100 up, two significant digits below."""
+    for index, (bar, value) in enumerate(zip(bars, values, strict=True)):
         text = f"{value:,.0f}" if value >= 100 or digits == 0 else f"{value:.2g}"
-        axes.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        top = max(bar.get_height(), tops[index]) if tops is not None else bar.get_height()
+        axes.annotate(text, (bar.get_x() + bar.get_width() / 2, top),
                       ha="center", va="bottom", fontsize=7, xytext=(0, 2),
                       textcoords="offset points")
 
@@ -255,7 +258,7 @@ def case_figures(pyplot: Any, cases: dict[str, list[dict[str, Any]]],
         high = [r.get(metric + "_max", r[metric]) - r[metric] for r in rows]
         bars = axes.bar(range(len(rows)), values, yerr=[low, high], capsize=3,
                         color=[colours[r["server"]] for r in rows])
-        _label_bars(axes, bars, values)
+        _label_bars(axes, bars, values, tops=[v + h for v, h in zip(values, high, strict=True)])
         _server_ticks(axes, rows)
         axes.yaxis.set_major_formatter(_plain_formatter())
         axes.set_title(case, fontsize=9)

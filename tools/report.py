@@ -87,7 +87,8 @@ POINTS_INTRO = (
 
 IDLE_INTRO = (
     "The server holds N keep-alive connections that each made one request and went quiet; "
-    "`RSS growth` is its resident memory with them open minus before, per connection held; "
+    "`RSS growth` is its resident memory with them open minus before, per connection held, on "
+    "a freshly restarted server (memory kept from earlier load would hide the cost); "
     "`new client` is how long a fresh client waited for an answer meanwhile (`-`: never).\n")
 
 LOCUST_INTRO = (

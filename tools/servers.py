@@ -346,10 +346,11 @@ def evserver_argv(spec: ServerSpec, docroot: str, stats_path: str) -> list[str]:
 
 
 def start(spec: ServerSpec, docroot: str, rundir: str, core: Iterable[int] | int | None,
-          stats_path: str = "/-/stats") -> RunningServer:
-    """Start one server, wait until it accepts, and return it; ``StartError`` if it does not."""
+          stats_path: str = "/-/stats", log_suffix: str = "") -> RunningServer:
+    """Start one server, wait until it accepts, and return it; ``StartError`` if it does not.
+    Its output goes to ``server-<label><log_suffix>.log`` in ``rundir``."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.label)
-    log_path = os.path.join(rundir, f"server-{safe}.log")
+    log_path = os.path.join(rundir, f"server-{safe}{log_suffix}.log")
     pin = cores.pin_prefix(core)
     if spec.kind == "evserver":
         extra = [arg.replace("{rundir}", rundir) for arg in spec.extra_args]
