@@ -495,8 +495,8 @@ def warm_up(plan: Plan, running: list[servers.RunningServer], manifest: dict[str
 
 def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
                    server_core: int | None, load_cores: set[int], progress: Progress) -> None:
-    """Every wrk case, round by round; then every idle case, round by round, each server
-    restarted first (see ``restart_fresh``). Within a round the server order rotates."""
+    """Every wrk case, round by round; then every idle case, round by round, each on a server
+    restarted for it (see ``restart_fresh``). Within a round the server order rotates."""
     wrk_cases = [case for case in plan.cases if case.kind != "idle"]
     idle_cases = [case for case in plan.cases if case.kind == "idle"]
     warm_up(plan, running, manifest, load_cores)
@@ -510,14 +510,11 @@ def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: d
                 progress.points.append(record)
                 _done(plan, progress, round_number, case, server, record)
     for round_number in range(plan.rounds):
-        for server in _alive(_rotated(running, round_number), progress):
-            mine = [case for case in idle_cases if _measured_in(case, server.spec)]
-            if not mine:
-                continue
-            fresh = restart_fresh(server, plan, server_core, running, progress)
-            for case in mine:
+        for case in idle_cases:
+            for server in _servers_for(case, _alive(_rotated(running, round_number), progress)):
+                fresh = restart_fresh(server, plan, server_core, running, progress)
                 if fresh is None:
-                    break
+                    continue
                 record = measure_idle(fresh, case, manifest, plan.open_timeout, load_cores,
                                       _labels(round_number, case, fresh), progress.samples)
                 progress.idle.append(record)
@@ -530,9 +527,10 @@ def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | 
     """Stop ``server`` and start its spec again, in its place in ``running``.
 
     Why: memory a server freed after earlier load stays in its allocator and is reused by the
-    next connections, so on a process that has served wrk's 1,024 connections the first
-    thousand idle ones cost next to nothing. Idle connections are therefore held on a fresh
-    process, whose growth is what a connection really costs. None if it does not start again.
+    next connections, so on a process that has served wrk's 1,024 connections (or held the
+    idle case before) the first thousand idle ones cost next to nothing. Each idle case is
+    therefore held on a fresh process, whose growth is what a connection really costs. None if
+    it does not start again.
     """
     server.stop()
     index = running.index(server)

@@ -61,10 +61,27 @@ def _plain(value: float, _: object = None) -> str:
     return f"{value:,.0f}" if value >= 1000 else f"{value:g}"
 
 
-def _ticks_at(axis: Any, values: Sequence[float]) -> None:
+MIN_TICK_GAP = 0.06
+"""Two linear-axis ticks closer than this share of the largest value would print over each
+other (960 and 1,000 connections read as "1,960"): the later one is left out."""
+
+
+def _spread(values: Sequence[float]) -> list[float]:
+    """Sorted distinct values, dropping any within ``MIN_TICK_GAP`` of a larger one kept (the
+    larger is usually the round number asked for; the smaller, what a capped server reached)."""
+    kept: list[float] = []
+    top = max(values, default=0) or 1
+    for value in sorted(set(values), reverse=True):
+        if not kept or kept[-1] - value >= MIN_TICK_GAP * top:
+            kept.append(value)
+    return sorted(kept)
+
+
+def _ticks_at(axis: Any, values: Sequence[float], linear: bool = False) -> None:
+    """Ticks at the measured values (on a linear axis, not so close that labels collide)."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    axis.set_major_locator(FixedLocator(sorted(set(values))))
+    axis.set_major_locator(FixedLocator(_spread(values) if linear else sorted(set(values))))
     axis.set_major_formatter(FuncFormatter(_plain))
     axis.set_minor_locator(NullLocator())
 
@@ -367,7 +384,7 @@ def memory_figure(pyplot: Any, idle: Sequence[dict[str, Any]], colours: dict[str
             (memory_axes, "RSS growth, MiB (with connections open minus before)",
              "Memory vs idle connections held"),
             (thread_axes, "threads added", "Threads vs idle connections held")):
-        _ticks_at(axes.xaxis, sorted(held_values))
+        _ticks_at(axes.xaxis, sorted(held_values), linear=True)
         axes.yaxis.set_major_formatter(_plain_formatter())
         axes.set(xlabel="idle keep-alive connections held", ylabel=ylabel, title=title)
         axes.set_xlim(left=0)

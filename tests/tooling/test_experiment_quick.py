@@ -44,6 +44,8 @@ def test_quick_compare_writes_a_complete_run_folder(tmp_path: Path) -> None:
         text = report_file.read()
     assert "| 1k keep-alive c64 | evented |" in text
     assert "x evented" in text
+    for label in ("evented", "threaded"):  # idle cases are held on a freshly started server
+        assert os.path.exists(os.path.join(rundir, f"server-{label}-fresh.log"))
     with open(os.path.join(rundir, "samples.json")) as samples_file:
         assert json.load(samples_file), "the server was never sampled"
     assert "Quick mode: a smoke test" in text.splitlines()[2]

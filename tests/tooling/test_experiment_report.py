@@ -146,3 +146,10 @@ def test_ticks_are_plain_numbers(pyplot: Any) -> None:
     assert x_labels == ["1", "16", "64", "1,024"]
     assert {"1", "10", "100"} <= y_labels
     assert not any("^" in label or "$" in label for label in y_labels)
+
+
+def test_linear_ticks_never_print_over_each_other() -> None:
+    # A select() server held 960 where 1,000 were asked: the two labels would read "1,960".
+    assert plots._spread([960, 1000, 5000]) == [1000, 5000]
+    assert plots._spread([0, 200]) == [0, 200]
+    assert plots._spread([1000, 5000, 10000]) == [1000, 5000, 10000]
