@@ -119,6 +119,10 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join([_row(header), "|" + "---|" * len(header), *(_row(r) for r in rows)])
 
 
+markdown_table = _table
+"""The public name of the table writer, for tools that write reports of their own (the lab)."""
+
+
 def wrk_limit(server_pct: float | None, wrk_pct: float | None) -> str:
     """Which side of a wrk point was the bottleneck, judged by how busy each core was."""
     if server_pct is None or wrk_pct is None:
