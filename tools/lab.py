@@ -87,6 +87,7 @@ def run_lab(lab: Lab, quick: bool, out: str | None, tree: str | None) -> int:
         + (" (quick: a smoke test)" if quick else ""))
     try:
         with experiment.bench_lock():
+            run.started = time.monotonic()  # the lab's own time, not the wait for the lock
             with lab_process(run):
                 log(f"document root {root} ({profile})")
                 run.manifest = docroot.ensure(root, 1, profile)

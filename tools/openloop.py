@@ -4,17 +4,20 @@ What this module knows: non-blocking client sockets on one ``selectors`` loop, a
 HTTP/1.1 to send a GET and find the end of its response by ``Content-Length`` (RFC 9112 6.3).
 What it must not know: which server it talks to.
 
-Why it exists: ``wrk`` is a closed loop -- each connection sends its next request only when the
-last one is answered, so while a server stalls, wrk stops asking, and the few requests that
-waited are all the stall leaves in its percentiles (coordinated omission; Gil Tene's talk and
-wrk2's README). This client keeps a schedule instead: request ``i`` is due at ``start + i /
-rate`` whatever happened before, and its latency is measured from that due time, not from the
-moment it could be sent. A request that finds every connection busy waits in a queue here, and
-the wait counts, as it would for a user.
+Why it exists: a closed loop (``wrk``, Locust, ``ab``) sends a connection's next request only when
+the last one is answered, so while a server stalls it stops asking, and the few requests that
+waited are all the stall leaves in its figures (coordinated omission; Gil Tene's talk and wrk2's
+README). wrk 4 estimates the missing requests afterwards: it back-fills its latency histogram as
+if each connection had kept its average pace. This client keeps a schedule instead: request
+``i`` is due at ``start + i / rate`` whatever happened before, and its latency is measured from
+that due time, not from the moment it could be sent. A request that finds every connection
+busy waits in a queue here, and the wait counts, as it would for a user.
 
 Connections: with keep-alive (the default) up to ``--connections`` are opened as the queue needs
 them and reused; with ``--close`` each request opens its own connection (``Connection: close``),
-at most ``--connections`` at once. Everything is bounded: ``rate * duration`` requests, each
+at most ``--connections`` at once. ``--closed-loop`` drops the schedule, for comparison: each
+connection asks again as soon as it is answered, and latency counts from the send, as in a
+closed-loop tool before any correction. Everything is bounded: ``rate * duration`` requests, each
 given up after ``--timeout`` seconds (recorded as ``timeout``), and the whole run ends at most
 ``duration + timeout + END_GRACE`` seconds after it began.
 
@@ -91,7 +94,7 @@ class OpenLoop:
 
     def __init__(self, host: str, port: int, path: str, rate: float, duration: float,
                  connections: int = 64, close: bool = False, timeout: float = 5.0,
-                 start_at: float | None = None) -> None:
+                 start_at: float | None = None, closed_loop: bool = False) -> None:
         self.address = (host, port)
         self.rate = rate
         self.count = min(MAX_REQUESTS, int(rate * duration))
@@ -100,6 +103,9 @@ class OpenLoop:
         self.close = close
         self.timeout = timeout
         self.start_at = start_at
+        self.closed_loop = closed_loop
+        self.scheduled = 0
+        """Requests made so far (the index of the next one)."""
         header = "Connection: close\r\n" if close else ""
         self.request_bytes = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                               f"User-Agent: evserver-openloop\r\n{header}\r\n").encode()
@@ -119,19 +125,16 @@ class OpenLoop:
             time.sleep(self.start_at - self.start)
             self.start = self.start_at
         end = self.start + self.duration + self.timeout + END_GRACE
-        scheduled = 0
         try:
             while time.monotonic() < end:
                 now = time.monotonic()
-                while scheduled < self.count and self.start + scheduled / self.rate <= now:
-                    self.queue.append(_Request(scheduled, self.start + scheduled / self.rate))
-                    scheduled += 1
+                all_asked = self._ask_closed(now) if self.closed_loop else self._ask_due(now)
                 self._dispatch(now)
-                if scheduled == self.count and not self.queue and not any(
+                if all_asked and not self.queue and not any(
                         c.busy for c in self.conns.values()):
                     break
-                next_due = (self.start + scheduled / self.rate if scheduled < self.count
-                            else now + LOOP_TICK)
+                next_due = (self.start + self.scheduled / self.rate
+                            if not all_asked and not self.closed_loop else now + LOOP_TICK)
                 wait = min(LOOP_TICK, max(0.0, next_due - time.monotonic()))
                 for key, mask in self.selector.select(wait):
                     self._on_event(key.data, mask)
@@ -146,6 +149,24 @@ class OpenLoop:
             self.selector.close()
         self.records.sort(key=lambda record: record["i"])
         return self.records
+
+    def _ask_due(self, now: float) -> bool:
+        """Open loop: queue every request whose time has come; True once all are asked."""
+        while self.scheduled < self.count and self.start + self.scheduled / self.rate <= now:
+            self.queue.append(_Request(self.scheduled, self.start + self.scheduled / self.rate))
+            self.scheduled += 1
+        return self.scheduled == self.count
+
+    def _ask_closed(self, now: float) -> bool:
+        """Closed loop: a new request for every connection without one, until the duration
+        is over (its latency then counts from now, as a closed-loop tool counts it)."""
+        if now >= self.start + self.duration or self.scheduled >= MAX_REQUESTS:
+            return True
+        idle = self.limit - len(self.queue) - sum(1 for c in self.conns.values() if c.busy)
+        for _ in range(idle):
+            self.queue.append(_Request(self.scheduled, now))
+            self.scheduled += 1
+        return False
 
     def _dispatch(self, now: float) -> None:
         """Give queued requests to idle connections, opening new ones up to the limit."""
@@ -292,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of schedule")
     parser.add_argument("--connections", type=int, default=64, help="at most this many open")
     parser.add_argument("--close", action="store_true", help="a new connection per request")
+    parser.add_argument("--closed-loop", action="store_true",
+                        help="no schedule: each connection asks again as soon as it is "
+                             "answered, for --duration, as wrk does (--rate is ignored); for "
+                             "comparison with the open loop")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds after which an unanswered request counts as failed")
     parser.add_argument("--out", help="write the records here (default: standard output)")
@@ -303,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate <= 0 or args.duration <= 0:
         parser.error("--rate and --duration must be positive")
     records = OpenLoop(args.host, args.port, args.path, args.rate, args.duration,
-                       args.connections, args.close, args.timeout, args.start_at).run()
+                       args.connections, args.close, args.timeout, args.start_at,
+                       args.closed_loop).run()
     text = json.dumps(records)
     if args.out:
         with open(args.out, "w") as out:

@@ -481,6 +481,8 @@ class LinePanel:
     logx: bool = False
     logy: bool = False
     points_only: bool = False
+    markers: bool = True
+    """False: lines alone (a dense time series, where markers would hide the line)."""
     ticks_at_x: bool = True
     spans: list[tuple[float, float, str]] = field(default_factory=list)
     hollow: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -525,7 +527,8 @@ def lines_figure(path: str, panels: Sequence[LinePanel], title: str, quick: bool
             if panel.points_only:
                 axes.scatter(xs, ys, s=6, color=colours[label], label=label, alpha=0.7)
             else:
-                axes.plot(xs, ys, marker="o", color=colours[label], label=label)
+                axes.plot(xs, ys, marker="o" if panel.markers else None, color=colours[label],
+                          label=label)
         for label, points in panel.hollow.items():
             axes.scatter([x for x, _ in points], [y for _, y in points], s=70,
                          facecolors="white", edgecolors=colours.get(label, "black"),

@@ -167,9 +167,9 @@ def summarise(run: LabRun) -> None:
     drawn = plots.lines_figure(
         run.path("backpressure.png"),
         [plots.LinePanel("server memory while the clients push", "seconds", "RSS growth, MiB",
-                         series("rss_growth_mib"), ticks_at_x=False),
+                         series("rss_growth_mib"), ticks_at_x=False, markers=False),
          plots.LinePanel("requests the clients got into the kernel", "seconds", "MiB",
-                         series("sent_mib"), ticks_at_x=False)],
+                         series("sent_mib"), ticks_at_x=False, markers=False)],
         f"Backpressure: {clients} clients pipeline and never read", run.quick,
         f"round {last}; both flat soon after the start = bounded")
     run.figure("backpressure.png", "the server's RSS growth (left) and the request bytes the "

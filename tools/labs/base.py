@@ -136,8 +136,8 @@ class LabRun:
         try:
             return process.wait(seconds + CHILD_GRACE)
         except subprocess.TimeoutExpired:
-            self.problems.append(f"a client ({' '.join(map(str, process.args))[:80]}...) did "
-                                 f"not end in time and was stopped")
+            self.problems.append(f"a client ({str(process.args)[:80]}) did not end in time "
+                                 f"and was stopped")
             return servers.stop_process(process)
 
     def stop_all(self) -> None:
@@ -198,7 +198,8 @@ def missing_tools(lab: Lab) -> list[str]:
 @contextlib.contextmanager
 def lab_process(run: LabRun) -> Iterator[None]:
     """Pin this process, raise its descriptor limit; on the way out (also after Ctrl-C), stop
-    every process the lab started, a second Ctrl-C ignored meanwhile."""
+    every process the lab started, a second Ctrl-C ignored meanwhile, and unpin."""
+    affinity = os.sched_getaffinity(0)
     run.server_core, run.load_cores = experiment.prepare_process()
     try:
         yield
@@ -208,6 +209,7 @@ def lab_process(run: LabRun) -> Iterator[None]:
     finally:
         with experiment.sigint_ignored():
             run.stop_all()
+        os.sched_setaffinity(0, affinity)  # a caller that runs several labs pins each anew
 
 
 def summarise(run: LabRun) -> None:
@@ -333,7 +335,7 @@ class OpenLoopClient:
 
 def start_open_loop(run: LabRun, server: servers.RunningServer, path: str, rate: float,
                     duration: float, *, start_in: float = 0.5, connections: int = 64,
-                    close: bool = False, timeout: float = 5.0,
+                    close: bool = False, timeout: float = 5.0, closed_loop: bool = False,
                     name: str = "openloop") -> OpenLoopClient:
     """Start the constant-rate client on the load cores; its schedule begins ``start_in``
     seconds from now (time for the interpreter to start), at a moment the caller knows."""
@@ -342,7 +344,9 @@ def start_open_loop(run: LabRun, server: servers.RunningServer, path: str, rate:
     argv = [sys.executable, OPENLOOP, "127.0.0.1", str(server.port), "--path", path,
             "--rate", f"{rate:g}", "--duration", f"{duration:g}", "--connections",
             str(connections), "--timeout", f"{timeout:g}", "--out", out,
-            "--start-at", repr(start_at)] + (["--close"] if close else [])
+            "--start-at", repr(start_at)]
+    argv += ["--close"] if close else []
+    argv += ["--closed-loop"] if closed_loop else []
     process = run.spawn(argv, name)
     return OpenLoopClient(process, out, start_in + duration + timeout + 2, start_at)
 

@@ -50,7 +50,8 @@ def summarise(run: LabRun) -> None:
             report.points_table(rows, ["evented"]), "", report.point_notes(rows), ""]
     if idle_rows:
         run.sections += ["### Idle keep-alive connections\n", report.IDLE_INTRO,
-                         report.idle_table(idle_rows), ""]
+                         report.idle_table(idle_rows), "",
+                         "The iterative model is not held: it holds one connection at a time.", ""]
     for path, shows in plots.all_figures(rows, idle, [], list(MODELS), run.rundir, run.quick):
         run.figure(os.path.basename(path), shows, True)
     headline(run, rows, idle_rows, cases_for(run)[-1])

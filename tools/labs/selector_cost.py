@@ -80,8 +80,9 @@ def usable_levels(run: LabRun, levels: tuple[int, ...]) -> list[int]:
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     usable = [n for n in levels if n + SPARE_DESCRIPTORS <= limit]
     if len(usable) < len(levels):
+        left_out = ", ".join(str(n) for n in levels if n not in usable)
         run.problems.append(
-            f"descriptor limit {limit}: left out {', '.join(str(n) for n in levels if n not in usable)}"
+            f"descriptor limit {limit}: left out {left_out}"
             f" idle connections (raise the hard limit: ulimit -Hn, or limits.conf)")
     return usable
 
@@ -165,7 +166,7 @@ def draw(run: LabRun, rows: list[dict[str, Any]]) -> None:
                        if r["server"] == name and r.get(metric) is not None]
                 for name in SELECTORS}
 
-    cap = [(SELECT_CAP, SELECT_CAP * 1.15, f"select's cap: {SELECT_CAP} connections")]
+    cap = [(float(SELECT_CAP), SELECT_CAP * 1.15, f"select's cap: {SELECT_CAP} connections")]
     drawn = plots.lines_figure(
         run.path("selectors.png"),
         [plots.LinePanel("server CPU per loop iteration", "idle connections (log)",

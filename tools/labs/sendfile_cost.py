@@ -60,7 +60,8 @@ def summarise(run: LabRun) -> None:
     drawn = plots.lines_figure(
         run.path("sendfile.png"),
         [plots.LinePanel("server CPU per GiB sent (lower is better)", "file size, KiB (log)",
-                         "CPU seconds per GiB", series("cpu_s_per_gib"), logx=True),
+                         "CPU seconds per GiB (log)", series("cpu_s_per_gib"), logx=True,
+                         logy=True),
          plots.LinePanel("throughput (higher is better)", "file size, KiB (log)",
                          "MiB/s", series("transfer_mib_s"), logx=True)],
         f"sendfile vs read + send, keep-alive, {CONNECTIONS} connections",
