@@ -215,6 +215,8 @@ def lab_process(run: LabRun) -> Iterator[None]:
 def summarise(run: LabRun) -> None:
     """The lab's tables, figures and headline from what was recorded. A failure there is
     reported, and the raw records and the report are written all the same."""
+    if not any(run.records.values()):
+        return  # no table or figure to draw from nothing
     try:
         run.lab.summarise(run)
     except Exception as error:  # a bug in a summary must not cost the measurements
@@ -249,6 +251,12 @@ def write(run: LabRun) -> str:
     return text
 
 
+def no_headline(run: LabRun) -> str:
+    if run.interrupted and run.records:
+        return "no headline: the run was interrupted before its last figure"
+    return "nothing was measured"
+
+
 def raw_files(run: LabRun) -> str:
     return ", ".join(f"`{name}.json`/`.csv`" for name, records in sorted(run.records.items())
                      if records)
@@ -263,7 +271,7 @@ def render(run: LabRun) -> str:
         parts.append("> **Interrupted** (Ctrl-C): the tables hold what was measured until "
                      "then.\n")
     parts += [f"**The question.** {lab.question}\n",
-              f"**This run.** {run.headline or 'nothing was measured'}"
+              f"**This run.** {run.headline or no_headline(run)}"
               + (" (quick run: a smoke test, not the lesson's number)" if run.quick else "")
               + "\n",
               f"- run folder: `{run.rundir}`; {time.strftime('%Y-%m-%d %H:%M:%S')}; Python "
