@@ -182,5 +182,5 @@ LAB = Lab(
     measure=measure,
     summarise=summarise,
     needs=(),
-    minutes=(0.6, 3.0),
+    minutes=(0.5, 3.0),
 )

@@ -105,5 +105,5 @@ LAB = Lab(
              "connection).",
     measure=measure,
     summarise=summarise,
-    minutes=(0.7, 10.0),
+    minutes=(0.4, 10.0),
 )

@@ -215,8 +215,9 @@ def summarise(run: LabRun) -> None:
 LAB = Lab(
     name="open-loop",
     title="Open vs closed loop (coordinated omission)",
-    question="A server stalls for one second. What do a closed-loop load generator (wrk) and "
-             "an open-loop one (a constant rate, latency from each request's due time) report?",
+    question="A server stalls for one second. What do closed-loop load generators (a plain "
+             "one, and wrk) and an open-loop one (a constant rate, latency from each "
+             "request's due time) report?",
     expected="A closed loop counted as it runs hides the stall: each of its 16 connections has "
              "one request in flight, so the stall delays 16 requests out of tens of thousands; "
              "p99 stays near a millisecond and only `max` shows the second. The open loop keeps "
@@ -232,5 +233,5 @@ LAB = Lab(
              "waited).",
     measure=measure,
     summarise=summarise,
-    minutes=(0.4, 1.5),
+    minutes=(0.4, 2.0),
 )
