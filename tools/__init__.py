@@ -15,6 +15,9 @@ Modules:
 - ``report``     -- medians, ratios, Markdown tables; ``plots`` -- PNG figures
 - ``cores``      -- which core the server gets and which the load generators get
 - ``experiment`` -- the one command: ``compare`` (a sweep) and ``bench`` (the README's table)
+- ``lab``        -- the course lab's command (``list``, ``run NAME``); the labs themselves, one
+  module each, and their guide are in ``labs/``
+- ``openloop``   -- a constant-rate client whose latency counts from each request's due time
 - ``statediagram`` -- Graphviz diagrams of the parser's and a connection's states; unlike the
   rest it reads ``evserver``'s code, since it draws the tables found there
 """

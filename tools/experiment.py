@@ -56,7 +56,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # run as a script: make ``tools`` importable as a package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,6 +98,8 @@ INTERRUPTED_EXIT = 130
 """Exit status after Ctrl-C, as a shell reports a process ended by SIGINT (128 + 2)."""
 
 NEW_CONNECTION_PER_REQUEST = {False: "keep-alive", True: "new conn"}
+
+ServerT = TypeVar("ServerT")
 
 
 class PlanError(ValueError):
@@ -272,27 +274,23 @@ def probe_new_client(port: int, path: str) -> tuple[list[float], int]:
     return timings, failures
 
 
-def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, Any],
-                 open_timeout: float, load_cores: set[int],
-                 labels: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Hold ``case.connections`` idle keep-alive connections; RSS growth and new-client latency."""
-    before = procstat.sample_tree(server.pid)
-    path = manifest["bench"]["1k"]
+@contextlib.contextmanager
+def held_connections(port: int, count: int, path: str, open_timeout: float,
+                     load_cores: set[int]) -> Iterator[dict[str, Any]]:
+    """Hold ``count`` idle keep-alive connections to ``port`` for the body of the ``with``.
+
+    ``tools/holdconns.py`` runs pinned to the load cores; the context yields its report once
+    the opening phase is over (``held``, ``failed``, ``closed_by_server``, ``seconds_to_open``,
+    ``errors``; empty when it said nothing in time) and lets go of the connections on exit.
+    """
     argv = [
-        *cores.pin_prefix(load_cores), sys.executable, HOLDCONNS, "127.0.0.1",
-        str(server.port), "-n", str(case.connections),
-        "--path", path, "--open-timeout", str(open_timeout), "--hold", str(open_timeout + 60),
-        "--until-stdin-eof"]
+        *cores.pin_prefix(load_cores), sys.executable, HOLDCONNS, "127.0.0.1", str(port),
+        "-n", str(count), "--path", path, "--open-timeout", str(open_timeout),
+        "--hold", str(open_timeout + 60), "--until-stdin-eof"]
     holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    held: dict[str, Any] = {}
-    during = None
     try:
         line = _read_line(holder, open_timeout + HOLD_GRACE)
-        held = json.loads(line) if line else {}
-        during = procstat.sample_tree(server.pid)
-        if during:
-            samples.append({**labels, **asdict(during), "stats": None})
-        timings, failures = probe_new_client(server.port, path)
+        yield json.loads(line) if line else {}
     finally:
         assert holder.stdin is not None
         holder.stdin.close()  # the holder lets go of its connections and reports "done"
@@ -301,6 +299,20 @@ def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, 
         except subprocess.TimeoutExpired:
             holder.kill()
             holder.wait()
+
+
+def measure_idle(server: servers.RunningServer, case: Case, manifest: dict[str, Any],
+                 open_timeout: float, load_cores: set[int],
+                 labels: dict[str, Any], samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Hold ``case.connections`` idle keep-alive connections; RSS growth and new-client latency."""
+    before = procstat.sample_tree(server.pid)
+    path = manifest["bench"]["1k"]
+    with held_connections(server.port, case.connections, path, open_timeout,
+                          load_cores) as held:
+        during = procstat.sample_tree(server.pid)
+        if during:
+            samples.append({**labels, **asdict(during), "stats": None})
+        timings, failures = probe_new_client(server.port, path)
     count = held.get("held", 0)
     growth = None
     if before and during and count >= 2:  # one connection (iterative) says nothing per connection
@@ -429,7 +441,7 @@ def run_plan(plan: Plan) -> tuple[dict[str, Any], Progress]:
         start_servers(plan, server_core, progress, running)
         measure_rounds(plan, running, manifest, server_core, load_cores, progress)
         if plan.locust_seconds > 0:
-            for server in _alive(running, progress):
+            for server in still_running(running, progress):
                 if server.spec.only_when_named:
                     continue
                 log(f"locust {plan.locust_seconds:g}s, {plan.locust_users} users, "
@@ -449,9 +461,16 @@ def run_plan(plan: Plan) -> tuple[dict[str, Any], Progress]:
 def start_servers(plan: Plan, server_core: int | None, progress: Progress,
                   running: list[servers.RunningServer]) -> None:
     """Start every server into ``running`` (the caller's list: Ctrl-C must find them all)."""
-    for spec in plan.specs:
+    start_specs(plan.specs, plan.docroot, plan.rundir, server_core, progress, running)
+
+
+def start_specs(specs: Sequence[servers.ServerSpec], root: str, rundir: str,
+                server_core: int | None, progress: Progress,
+                running: list[servers.RunningServer]) -> None:
+    """Start each spec into ``running``; one that does not start is reported and left out."""
+    for spec in specs:
         try:
-            server = servers.start(spec, plan.docroot, plan.rundir, server_core)
+            server = servers.start(spec, root, rundir, server_core)
         except servers.StartError as error:
             log(f"{error}\n  -> {spec.label} is left out; the others go on")
             progress.problems.append(
@@ -463,7 +482,7 @@ def start_servers(plan: Plan, server_core: int | None, progress: Progress,
         log(f"started {spec.label} on port {server.port} (pid {server.pid})")
 
 
-def _alive(running: Sequence[servers.RunningServer],
+def still_running(running: Sequence[servers.RunningServer],
            progress: Progress) -> list[servers.RunningServer]:
     """The servers still running; one that died is reported once and measured no more."""
     alive = []
@@ -479,18 +498,28 @@ def _alive(running: Sequence[servers.RunningServer],
     return alive
 
 
-def warm_up(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
+def warm_up(running: Sequence[servers.RunningServer], path: str, quick: bool,
             load_cores: set[int]) -> None:
     """A short unrecorded wrk run on every server before round 1: the first measured point
     must not pay for cold caches, lazy imports and a CPU still at a low clock."""
-    first = next((case for case in plan.cases if case.kind == "wrk"), None)
-    if first is None:
-        return
-    seconds = WARM_UP_SECONDS_QUICK if plan.quick else WARM_UP_SECONDS
+    seconds = WARM_UP_SECONDS_QUICK if quick else WARM_UP_SECONDS
     log(f"warm-up: {seconds:g} s of wrk on each server (not recorded)")
     for server in running:
-        wrkrun.run(server.url(manifest["bench"][first.file]), WARM_UP_CONNECTIONS, seconds,
-                   core=load_cores)
+        wrkrun.run(server.url(path), WARM_UP_CONNECTIONS, seconds, core=load_cores)
+
+
+CaseT = TypeVar("CaseT")
+
+
+def interleaved(rounds: int, running: Sequence[ServerT],
+                cases: Sequence[CaseT]) -> Iterator[tuple[int, CaseT, list[ServerT]]]:
+    """(round from 1, case, the servers in this round's order), round by round: every case on
+    every server each round, the order rotated, so that a drift of the machine spreads over
+    all servers instead of penalising the last one."""
+    for round_index in range(rounds):
+        shift = round_index % max(1, len(running))
+        for case in cases:  # the order is taken per case: a restart may replace a server
+            yield round_index + 1, case, [*running[shift:], *running[:shift]]
 
 
 def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: dict[str, Any],
@@ -499,26 +528,25 @@ def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: d
     restarted for it (see ``restart_fresh``). Within a round the server order rotates."""
     wrk_cases = [case for case in plan.cases if case.kind != "idle"]
     idle_cases = [case for case in plan.cases if case.kind == "idle"]
-    warm_up(plan, running, manifest, load_cores)
+    if wrk_cases:
+        warm_up(running, manifest["bench"][wrk_cases[0].file], plan.quick, load_cores)
     progress.measurements_planned = plan.rounds * sum(
         len(_servers_for(case, running)) for case in plan.cases)
-    for round_number in range(plan.rounds):
-        for case in wrk_cases:
-            for server in _servers_for(case, _alive(_rotated(running, round_number), progress)):
-                record = measure_wrk(server, case, manifest, plan.duration, load_cores,
-                                     _labels(round_number, case, server), progress.samples)
-                progress.points.append(record)
-                _done(plan, progress, round_number, case, server, record)
-    for round_number in range(plan.rounds):
-        for case in idle_cases:
-            for server in _servers_for(case, _alive(_rotated(running, round_number), progress)):
-                fresh = restart_fresh(server, plan, server_core, running, progress)
-                if fresh is None:
-                    continue
-                record = measure_idle(fresh, case, manifest, plan.open_timeout, load_cores,
-                                      _labels(round_number, case, fresh), progress.samples)
-                progress.idle.append(record)
-                _done(plan, progress, round_number, case, fresh, record)
+    for round_number, case, order in interleaved(plan.rounds, running, wrk_cases):
+        for server in _servers_for(case, still_running(order, progress)):
+            record = measure_wrk(server, case, manifest, plan.duration, load_cores,
+                                 _labels(round_number, case, server), progress.samples)
+            progress.points.append(record)
+            _done(plan, progress, round_number, case, server, record)
+    for round_number, case, order in interleaved(plan.rounds, running, idle_cases):
+        for server in _servers_for(case, still_running(order, progress)):
+            fresh = restart_fresh(server, plan, server_core, running, progress)
+            if fresh is None:
+                continue
+            record = measure_idle(fresh, case, manifest, plan.open_timeout, load_cores,
+                                  _labels(round_number, case, fresh), progress.samples)
+            progress.idle.append(record)
+            _done(plan, progress, round_number, case, fresh, record)
 
 
 def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | None,
@@ -548,21 +576,15 @@ def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | 
     return fresh
 
 
-def _rotated(running: list[servers.RunningServer],
-             round_number: int) -> list[servers.RunningServer]:
-    shift = round_number % max(1, len(running))
-    return running[shift:] + running[:shift]
-
-
 def _labels(round_number: int, case: Case, server: servers.RunningServer) -> dict[str, Any]:
-    return {"round": round_number + 1, "case": case.name, "server": server.spec.label}
+    return {"round": round_number, "case": case.name, "server": server.spec.label}
 
 
 def _done(plan: Plan, progress: Progress, round_number: int, case: Case,
           server: servers.RunningServer, record: dict[str, Any]) -> None:
     progress.measurements_done += 1
     log(f"[{progress.measurements_done}/{progress.measurements_planned}] round "
-        f"{round_number + 1}/{plan.rounds} {server.spec.label:14} {case.name:22} "
+        f"{round_number}/{plan.rounds} {server.spec.label:14} {case.name:22} "
         f"{report.measurement_line(record)}")
 
 
@@ -718,7 +740,7 @@ def compare_plan(args: argparse.Namespace) -> Plan:
                 args.duration or (2 if quick else 10), args.open_timeout or (5 if quick else 20),
                 locust_seconds, args.locust_users or (50 if quick else 100),
                 args.locust_processes, quick, args.seed, _rundir(args),
-                args.docroot or _default_docroot("quick" if quick else "full"), baselines,
+                args.docroot or default_docroot("quick" if quick else "full"), baselines,
                 "compare", skipped)
 
 
@@ -752,7 +774,7 @@ def bench_plan(args: argparse.Namespace) -> Plan:
     return Plan(specs, cases, args.repeat or (1 if quick else 3),
                 args.duration or (2 if quick else 10),
                 args.open_timeout or (5 if quick else 20), 0, 0, 1, quick, args.seed,
-                _rundir(args), args.docroot or _default_docroot("quick" if quick else "full"),
+                _rundir(args), args.docroot or default_docroot("quick" if quick else "full"),
                 ["nginx", "evented"], "bench", skipped)
 
 
@@ -773,7 +795,8 @@ def estimate_seconds(plan: Plan) -> float:
     return rounds + locust + (2 + WARM_UP_SECONDS) * len(plan.specs)
 
 
-def _default_docroot(profile: str) -> str:
+def default_docroot(profile: str) -> str:
+    """Where the generated tree of a profile lives unless ``--docroot`` says otherwise."""
     return os.path.join(PROJECT_DIR, "results", f"docroot-{profile}")
 
 

@@ -15,7 +15,9 @@ Which figure for which data:
 - legends stand beside the plot, never over a line;
 - memory is RSS growth against connections held, one line per server through its measured
   points, its slope (KiB per connection) in the legend (``memory.png``);
-- Locust runs show answered and never-answered requests side by side (``locust.png``).
+- Locust runs show answered and never-answered requests side by side (``locust.png``);
+- the course lab's figures are drawn from generic panels (``lines_figure``: series of points,
+  ``bars_figure``: grouped bars) that keep the same rules.
 Every axis carries a label with its unit; every server keeps one colour across all figures; a
 quick run says on every figure that it is a smoke test.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tools.report import few_connections_open
@@ -176,7 +179,7 @@ def sweep_figures(pyplot: Any, group: str, rows: Sequence[dict[str, Any]],
         axes.set_title(f"{name}: {group}")
     panels[0].set_ylabel("latency, ms (log scale)")
     _legend_right(panels[1], servers, colours, rows, "server (lower is better)")
-    figure.suptitle(f"Latency vs concurrency ({_rounds(rows)}); wrk's closed loop hides stalls",
+    figure.suptitle(f"Latency vs concurrency ({_rounds(rows)}); wrk's closed loop: see the report",
                     fontsize=10)
     latency_path = os.path.join(rundir, f"latency-{_slug(group)}.png")
     _save(pyplot, figure, latency_path, quick)
@@ -478,3 +481,128 @@ def all_figures(point_rows: Sequence[dict[str, Any]], idle: Sequence[dict[str, A
     if locust:
         figures += locust_figure(pyplot, locust, colours, rundir, quick)
     return figures
+
+
+# --- generic panels (the course lab) ---------------------------------------------------------
+
+@dataclass
+class LinePanel:
+    """One plot: named series of (x, y) points, drawn as lines through markers.
+
+    ``points_only`` draws markers alone (single requests over time); ``spans`` shades ranges of
+    x with a label (a stall, a slow client's connection); ``ticks_at_x`` puts a plain-number
+    tick at each measured x instead of matplotlib's own.
+    """
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: dict[str, list[tuple[float, float]]]
+    logx: bool = False
+    logy: bool = False
+    points_only: bool = False
+    markers: bool = True
+    """False: lines alone (a dense time series, where markers would hide the line)."""
+    ticks_at_x: bool = True
+    spans: list[tuple[float, float, str]] = field(default_factory=list)
+    hollow: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Points to draw hollow on top of their series (the legend explains them: ``note``)."""
+
+
+@dataclass
+class BarPanel:
+    """One plot of grouped bars: a group per category, a bar per series, the value on top."""
+
+    title: str
+    ylabel: str
+    categories: list[str]
+    series: dict[str, list[float | None]]
+    logy: bool = False
+
+
+def _panel_grid(pyplot: Any, count: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    figure, axes = pyplot.subplots(1, count, squeeze=False, figsize=(width * count, height))
+    return figure, list(axes[0])
+
+
+def lines_figure(path: str, panels: Sequence[LinePanel], title: str, quick: bool,
+                 note: str = "", colours: dict[str, str] | None = None) -> bool:
+    """Write a figure of line panels side by side; False when matplotlib is absent."""
+    pyplot = _pyplot()
+    if pyplot is None:
+        return False
+    labels = list(dict.fromkeys(label for panel in panels for label in panel.series))
+    colours = colours or _colours(labels)
+    figure, axes_list = _panel_grid(pyplot, len(panels), 6.2, 4.6)
+    for axes, panel in zip(axes_list, panels, strict=True):
+        xs_all: list[float] = []
+        ys_all: list[float] = []
+        for label, points in panel.series.items():
+            if not points:
+                continue
+            points = sorted(points)
+            xs, ys = [x for x, _ in points], [y for _, y in points]
+            xs_all += xs
+            ys_all += ys
+            if panel.points_only:
+                axes.scatter(xs, ys, s=6, color=colours[label], label=label, alpha=0.7)
+            else:
+                axes.plot(xs, ys, marker="o" if panel.markers else None, color=colours[label],
+                          label=label)
+        for label, points in panel.hollow.items():
+            axes.scatter([x for x, _ in points], [y for _, y in points], s=70,
+                         facecolors="white", edgecolors=colours.get(label, "black"),
+                         linewidths=1.5, zorder=4)
+        for start, end, text in panel.spans:
+            axes.axvspan(start, end, color="orange", alpha=0.2, label=text)
+        if panel.logx:
+            axes.set_xscale("log")
+        if panel.ticks_at_x and xs_all:
+            _ticks_at(axes.xaxis, xs_all)
+        if panel.logy and any(y > 0 for y in ys_all):
+            _plain_log_y(axes, ys_all)
+        else:
+            axes.yaxis.set_major_formatter(_plain_formatter())
+            axes.set_ylim(bottom=0)
+        axes.set(xlabel=panel.xlabel, ylabel=panel.ylabel, title=panel.title)
+        axes.grid(True, alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    _save(pyplot, figure, path, quick, note)
+    return True
+
+
+def bars_figure(path: str, panels: Sequence[BarPanel], title: str, quick: bool,
+                note: str = "", colours: dict[str, str] | None = None) -> bool:
+    """Write a figure of grouped-bar panels side by side; False when matplotlib is absent."""
+    pyplot = _pyplot()
+    if pyplot is None:
+        return False
+    most = max(len(panel.categories) * max(1, len(panel.series)) for panel in panels)
+    figure, axes_list = _panel_grid(pyplot, len(panels), _width(most // 2 + 1, 4.6), 4.6)
+    for axes, panel in zip(axes_list, panels, strict=True):
+        names = list(panel.series)
+        colours_here = colours or _colours(names)
+        width = 0.8 / max(1, len(names))
+        values_all: list[float] = []
+        for number, name in enumerate(names):
+            shown = [(i, v) for i, v in enumerate(panel.series[name]) if v is not None]
+            offset = (number - (len(names) - 1) / 2) * width
+            bars = axes.bar([i + offset for i, _ in shown], [v for _, v in shown], width=width,
+                            color=colours_here.get(name, f"C{number}"), label=name)
+            _label_bars(axes, bars, [v for _, v in shown], 2)
+            values_all += [v for _, v in shown]
+        axes.set_xticks(range(len(panel.categories)))
+        axes.set_xticklabels(panel.categories, rotation=20, ha="right", fontsize=8)
+        if panel.logy and any(v > 0 for v in values_all):
+            _plain_log_y(axes, values_all)
+        else:
+            axes.yaxis.set_major_formatter(_plain_formatter())
+        axes.set(ylabel=panel.ylabel, title=panel.title)
+        axes.margins(y=0.2)
+        if len(names) > 1:
+            axes.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    _save(pyplot, figure, path, quick, note)
+    return True

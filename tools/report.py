@@ -83,7 +83,8 @@ POINTS_INTRO = (
     "requests/s over NAME's median in the same case. `CPU %` is of one core, for the server "
     "and for wrk (one thread); `limit` says which was busy (90% or more) -- where it says wrk, "
     "the row measures wrk, not the server. Latency from wrk, which is closed-loop: a stalled "
-    "server is asked less often, so its p99 looks better than a user would feel it.\n")
+    "server is asked less often, and wrk's percentiles estimate the missing requests from each "
+    "connection's average pace.\n")
 
 IDLE_INTRO = (
     "The server holds N keep-alive connections that each made one request and went quiet; "
@@ -118,6 +119,10 @@ def _row(cells: Sequence[str]) -> str:
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join([_row(header), "|" + "---|" * len(header), *(_row(r) for r in rows)])
+
+
+markdown_table = _table
+"""The public name of the table writer, for tools that write reports of their own (the lab)."""
 
 
 def wrk_limit(server_pct: float | None, wrk_pct: float | None) -> str:

@@ -4,9 +4,10 @@ What this module knows: wrk's command line and its report format (units ``us/ms/
 ``B/KB/MB/GB`` with 1024 steps for sizes, ``k/M`` for counts). What it must not know: servers.
 
 wrk is a *closed-loop* generator: each connection waits for a response before sending the next
-request, so when the server stalls, wrk stops sending and the stall is under-counted in the
-latency percentiles (coordinated omission). Compare p99 between servers measured the same way,
-never against an open-loop tool's figures.
+request, so when the server stalls, wrk stops sending (coordinated omission). wrk 4 corrects its
+percentiles afterwards by adding the requests each connection would have sent at its average
+pace: an estimate. Compare p99 between servers measured the same way, never against an
+open-loop tool's figures.
 """
 
 from __future__ import annotations

@@ -201,6 +201,26 @@ def experiment(extra: str) -> Callable[[str, Path, Callable[..., Server]], None]
     return run_experiment
 
 
+def lab_list(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    done = run(argv_of(command))
+    assert done.returncode == 0, done.stderr
+    assert "nagle" in done.stdout and "selectors" in done.stdout
+
+
+def lab_run(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """A lab in its quick form (the command itself, or with ``--quick`` added), in a
+    temporary run folder; it must exit 0 and leave a report."""
+    argv = argv_of(command)
+    if "--quick" not in argv:
+        argv.append("--quick")
+    rundir = tmp_path / "run"
+    done = run([*argv, "--out", str(rundir), "--docroot", str(tmp_path / "tree")])
+    assert done.returncode == 0, done.stderr
+    report = (rundir / "report.md").read_text()
+    assert report.startswith(f"# Lab `{argv[argv.index('run') + 1]}`")
+    assert "Quick mode: a smoke test" in report
+
+
 def locust_against_my_folder(extra: str, **environment: str) -> Callable[..., None]:
     """A Locust command against evserver on a user's folder, for a few seconds."""
     def run_locust(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
@@ -280,6 +300,9 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "--server 'evented --selector poll' --server 'evented --selector select' "
     "--server 'evented --no-sendfile' --server threaded --server iterative --peers nginx":
         experiment("--duration 1 --connections 16 --hold 50 --locust-time 3"),
+    ".venv/bin/python tools/lab.py list": lab_list,
+    ".venv/bin/python tools/lab.py run nagle --quick": lab_run,
+    ".venv/bin/python tools/lab.py run nagle": lab_run,
     ".venv/bin/locust --config loadtests/locust.conf": locust_against_my_folder("-t 3s"),
     ".venv/bin/locust --config loadtests/locust.conf -H http://127.0.0.1:8000 -u 200 -t 1m "
     "Browser Revalidator": locust_against_my_folder("-t 3s -u 20 -r 20"),
@@ -309,7 +332,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
                                                          "tool.RUN_SECONDS = 0.01"),
 }
 
-FAST = (by_ci, make_folder, serve_folder, stats_endpoint)
+FAST = (by_ci, make_folder, serve_folder, stats_endpoint, lab_list)
 """Runners that take well under a second; the others run a tool for seconds or minutes."""
 
 
