@@ -7,6 +7,7 @@ by side in every state they can see, so that a change to one that forgets the ot
 
 from __future__ import annotations
 
+import inspect
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +117,13 @@ def test_the_idle_deadline_shortcut_is_set_deadline(
         conn._set_deadline(IDLE, now[0] + conn.config.idle_timeout)  # the original
         assert (conn._kind, conn._deadline, conn._timer_when, conn._timer) == shortcut
         assert conn._kind == IDLE and conn._deadline == now[0] + conn.config.idle_timeout
+
+
+def test_the_caches_stat_check_is_signature() -> None:
+    """The per-request stat check compares the same fields, in the same order, as
+    ``signature``; a field added to one and not the other fails here."""
+    from evserver.static import cache
+
+    original = inspect.getsource(cache.signature).split("return ", 1)[1].strip()
+    assert original.startswith("(st.") and original.endswith(")")
+    assert original in inspect.getsource(cache.FileCache.lookup)
