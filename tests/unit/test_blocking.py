@@ -82,13 +82,18 @@ class Recorder:
         return self.sock.gettimeout()
 
 
-def test_consecutive_bytes_are_coalesced_into_one_send(pair, tmp_path):
-    server_side, client_side = pair
+def _recorder_and_mixed_items(server_side, tmp_path):
+    """A recording socket, bytes items around a 4-byte file region (``FILE``), its fd."""
     path = tmp_path / "f"
     path.write_bytes(b"FILE")
     fd = os.open(path, os.O_RDONLY)
-    recorder = Recorder(server_side)
     items: list[Item] = [b"head ", b"more ", FileRegion(fd, 0, 4), b" tail", b"!"]
+    return Recorder(server_side), items, fd
+
+
+def test_consecutive_bytes_are_coalesced_into_one_send(pair, tmp_path):
+    server_side, client_side = pair
+    recorder, items, fd = _recorder_and_mixed_items(server_side, tmp_path)
     send_items(recorder, items)  # type: ignore[arg-type]
     assert recorder.sends == [b"head more ", b" tail!"]  # the region went by sendfile between
     assert read_exactly(client_side, 20) == b"head more FILE tail!"
@@ -226,11 +231,7 @@ def test_bytes_larger_than_the_socket_buffer_are_sent_whole(pair):
 
 def test_send_each_gives_every_item_its_own_call(pair, tmp_path):
     server_side, client_side = pair
-    path = tmp_path / "f"
-    path.write_bytes(b"FILE")
-    fd = os.open(path, os.O_RDONLY)
-    recorder = Recorder(server_side)
-    items: list[Item] = [b"head ", b"more ", FileRegion(fd, 0, 4), b" tail", b"!"]
+    recorder, items, fd = _recorder_and_mixed_items(server_side, tmp_path)
     assert send_each(recorder, items) == 4  # type: ignore[arg-type]
     assert recorder.calls == ["send"] * 4  # never a gathering sendmsg, never a join
     assert recorder.sends == [b"head ", b"more ", b" tail", b"!"]
