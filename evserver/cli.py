@@ -2,11 +2,14 @@
 
 What this module knows: command-line syntax, the start-up banner, signals and exit statuses. What
 it must not know: how anything is served. Options shared with ``python -m http.server`` (``PORT``,
-``-b/--bind``, ``-d/--directory``) mean the same thing, so one can replace the other.
+``-b/--bind``, ``-d/--directory``, and from Python 3.14 ``--tls-cert``, ``--tls-key``,
+``--tls-password-file``) mean the same thing, so one can replace the other.
 
 Exit statuses: 0 after a graceful stop (SIGINT or SIGTERM), 2 for bad arguments (one line on
-standard error, like every Unix tool), 1 when the server cannot start (port in use, no
-permission), 128+N when a second signal N forces an immediate exit.
+standard error, like every Unix tool; a certificate, key or password that cannot be used is a
+bad argument: the TLS context is built here, once, before anything is served), 1 when the server
+cannot start (port in use, no permission), 128+N when a second signal N forces an immediate
+exit.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import os
 import signal
 import sys
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from evserver import __version__, config
 from evserver.accesslog import LOG_FORMATS
 from evserver.config import ServerConfig
 from evserver.event.reactor import available_selectors
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -113,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="access log format (default common)")
     p.add_argument("--stats-path", metavar="PATH",
                    help="serve counters as JSON at this path, e.g. /-/stats (default off)")
+    tls = p.add_argument_group("HTTPS", "serve HTTPS (TLS 1.2 and 1.3, HTTP/1.1) instead of HTTP; "
+                               "the names of python -m http.server")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="the certificate chain, PEM (it may hold the private key too)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key, PEM")
+    tls.add_argument("--tls-password-file", metavar="FILE",
+                     help="a file holding the private key's password")
+    tls.add_argument("--tls-no-tickets", action="store_true",
+                     help="send no session tickets: no client resumes, every connection is a "
+                     "full handshake (as nginx's ssl_session_tickets off)")
     p.add_argument("--trace", nargs="?", const="-", metavar="FILE",
                    help="evented model only: one line per event-loop iteration (poll time, "
                    "ready descriptors) and one per event (accept, read, write, timer), to FILE "
@@ -154,6 +170,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
             except OSError as error:
                 parser.error(f"--trace: cannot write {args.trace!r}: {error.strerror or error}")
     return ServerConfig(
+        tls_context=_tls_context(parser, args),
         root=os.path.abspath(args.directory),
         host=args.bind,
         port=args.port,
@@ -180,6 +197,27 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         nodelay=not args.no_nodelay,
         split_writes=args.split_writes,
     )
+
+
+def _tls_context(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 ) -> ssl.SSLContext | None:
+    """The HTTPS options checked and the context built (once: worker processes inherit it),
+    or None for plain HTTP. A file that cannot be used is one line and status 2."""
+    if args.tls_cert is None:
+        for option in ("tls_key", "tls_password_file", "tls_no_tickets"):
+            if getattr(args, option) not in (None, False):
+                parser.error(f"--{option.replace('_', '-')} requires --tls-cert")
+        return None
+    if args.split_writes:
+        parser.error("--split-writes is a plain-HTTP teaching switch; it does not combine with "
+                     "--tls-cert")
+    from evserver.net.tls import TLSSetupError, server_context
+
+    try:
+        return server_context(args.tls_cert, args.tls_key, args.tls_password_file,
+                              tickets=not args.tls_no_tickets)
+    except TLSSetupError as error:
+        parser.error(str(error))
 
 
 def main(argv: list[str] | None = None) -> int:

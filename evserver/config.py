@@ -8,9 +8,13 @@ nothing reads global state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from evserver.event.reactor import SELECTOR_NAMES
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+
+if TYPE_CHECKING:
+    import ssl
 
 MODELS = ("evented", "threaded", "iterative")
 SELECTORS = SELECTOR_NAMES
@@ -76,6 +80,10 @@ class ServerConfig:
     trace: str | None = None
     """Where the evented loop writes one line per iteration and per event: ``"-"`` for standard
     error, a file name, or ``None`` (the default) for no trace at all."""
+    tls_context: ssl.SSLContext | None = None
+    """Serve HTTPS with this context (from ``evserver.net.tls.server_context``), or plain HTTP.
+    Built once, at start-up, by whoever builds the configuration: worker processes forked later
+    inherit it (and its session ticket key) rather than reading the files again."""
     # Teaching switches: each makes the server slower on purpose, to show what a default buys.
     nodelay: bool = True
     """Set ``TCP_NODELAY`` on accepted sockets; ``False`` leaves Nagle's algorithm on."""

@@ -27,6 +27,7 @@ from evserver.net.listener import (
     open_listener,
     peer_name,
 )
+from evserver.net.tls import body_path
 from evserver.protocol import Handler, ServerProtocol
 from evserver.static import StaticHandler
 from evserver.stats import Stats
@@ -130,6 +131,8 @@ class BaseServer:
         host, port = self.address
         shown = f"[{host}]" if ":" in host else host
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return (f"{SERVER_NAME}: serving {self.config.root} on http://{shown}:{port}/ "
+        tls = self.config.tls_context
+        scheme, bodies = ("http", "") if tls is None else ("https", f", {body_path(tls)}")
+        return (f"{SERVER_NAME}: serving {self.config.root} on {scheme}://{shown}:{port}/ "
                 f"(model {self.model}, selector {self.stats.selector or '-'}, "
-                f"descriptor limit {soft})")
+                f"descriptor limit {soft}{bodies})")

@@ -16,7 +16,12 @@ arriving in the instant between that check and the shutdown of its socket is cut
 watchdog thread forces the rest closed (``SHUT_RDWR``: blocked calls fail at once) when
 ``config.drain_timeout`` has passed; a second ``shutdown()`` does so immediately. Sockets are
 only ever *shut down* from other threads, never closed: the thread that owns one closes it, so a
-descriptor number is never reused under someone's feet.
+descriptor number is never reused under someone's feet. (A TLS socket's ``shutdown`` leaves its
+TLS object alone for the same reason: only the owning thread may touch it.)
+
+HTTPS: the accepting thread wraps each accepted socket (``evserver.net.tls``: no I/O yet), so
+the live connections are the TLS sockets; the handshake is the connection's own thread's work
+(``drive``), so a slow one never holds the accept loop.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from evserver.config import ServerConfig
 from evserver.drivers.blocking import drive
 from evserver.http.events import Request
 from evserver.net.listener import ACCEPT_PAUSE_SECONDS, configure_client_socket
+from evserver.net.tls import wrap_server_socket
 from evserver.protocol import ServerProtocol
 from evserver.servers.base import BaseServer
 
@@ -197,8 +203,11 @@ class BlockingServer(BaseServer):
             self._accepted(sock, peer)
 
     def _accepted(self, sock: socket.socket, peer: str) -> None:
+        tls = self.config.tls_context
         try:
             configure_client_socket(sock, self.config.nodelay)
+            if tls is not None:  # the handshake is the connection's own thread's to make
+                sock = wrap_server_socket(tls, sock)
         except OSError:  # the peer reset before we got to it
             sock.close()
             return
