@@ -6,7 +6,7 @@ The folders follow the architecture (each is a package, so tests import shared c
 ``unit/``
     Each layer on its own, without a running server: the HTTP parser (and its request corpus
     in ``unit/corpus/``), responses and dates, the sans-I/O protocol, the static file handler,
-    the timers, reactor, loop trace, transport, listener and blocking send helpers, the
+    the timers, reactor, loop trace, transport, listener and blocking send helpers, TLS, the
     evented driver against its table of states (``test_connection_life.py``), the access log, the
     hot path's shortcuts and its hand-inlined copies (each pinned to what it copies), and
     ``test_layers.py`` (which layer may import which).
@@ -25,8 +25,9 @@ The folders follow the architecture (each is a package, so tests import shared c
     No tests: what the tests and the tools share. Server starters in this process
     (``servers.py``) and in a child process (``processes.py``), document trees (``trees.py``),
     raw clients (``clients.py``), the strict HTTP response reader (``responses.py``), ``/proc``
-    readings (``procfs.py``), deadlines (``waiting.py``), and the static handler's test tree
-    (``static.py``). The modules that tools import use only the standard library.
+    readings (``procfs.py``), deadlines (``waiting.py``), certificates and TLS clients
+    (``tls.py``), and the static handler's test tree (``static.py``). The modules that tools
+    import use only the standard library.
 
 ``conftest.py`` holds the fixtures (``docroot``, ``start_server``, ``server``, ``model_name``,
 ``start_process``), built on ``support/``; pytest applies it to every folder.

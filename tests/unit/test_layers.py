@@ -15,9 +15,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "evserver"
 
 # layer prefix -> module prefixes it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "evserver.http": ("socket", "selectors", "threading", "os", "io", "logging", "evserver.bodies",
-                      "evserver.static", "evserver.protocol", "evserver.net", "evserver.event",
-                      "evserver.drivers", "evserver.servers", "evserver.cli"),
+    "evserver.http": ("socket", "ssl", "selectors", "threading", "os", "io", "logging",
+                      "evserver.bodies", "evserver.static", "evserver.protocol", "evserver.net",
+                      "evserver.event", "evserver.drivers", "evserver.servers", "evserver.cli"),
     # Inside it: the phrase table and the grammar know nothing of the rest; the cold checks
     # know the grammar and the errors, never the parser's states or the response side.
     "evserver.http.status": ("evserver",),
@@ -26,11 +26,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                               "evserver.http.response", "evserver.http.errorpage"),
     "evserver.http.checks": ("evserver.http.parser", "evserver.http.response",
                              "evserver.http.errorpage"),
-    "evserver.bodies": ("socket", "selectors", "threading", "evserver.http", "evserver.static",
-                        "evserver.protocol", "evserver.net", "evserver.event", "evserver.drivers",
-                        "evserver.servers"),
+    "evserver.bodies": ("socket", "ssl", "selectors", "threading", "evserver.http",
+                        "evserver.static", "evserver.protocol", "evserver.net", "evserver.event",
+                        "evserver.drivers", "evserver.servers"),
     # The file handler: files and HTTP semantics; handed parsed requests, never a socket.
-    "evserver.static": ("socket", "selectors", "threading", "evserver.http.parser",
+    "evserver.static": ("socket", "ssl", "selectors", "threading", "evserver.http.parser",
                         "evserver.protocol", "evserver.net", "evserver.event",
                         "evserver.drivers", "evserver.servers",
                         "evserver.cli", "evserver.config", "evserver.accesslog", "evserver.stats",
@@ -54,7 +54,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                               "evserver.static.listing", "evserver.static.refusals"),
     "evserver.statspage": ("socket", "selectors", "threading", "evserver.net", "evserver.event",
                            "evserver.servers"),
-    "evserver.protocol": ("socket", "selectors", "threading", "evserver.static", "evserver.net",
+    # TLS is below the drivers: the conversation and the file handler never hear of it.
+    "evserver.protocol": ("socket", "ssl", "selectors", "threading", "evserver.static",
+                          "evserver.net",
                           "evserver.event", "evserver.drivers", "evserver.servers"),
     "evserver.event": ("threading", "evserver.http", "evserver.protocol", "evserver.static",
                        "evserver.net", "evserver.drivers", "evserver.servers"),
