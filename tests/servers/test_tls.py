@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from evserver.drivers.evented import HIGH_WATER
 from evserver.net.tls import KTLS_OPTION, TLS_RECORD_SIZE, server_context
+from evserver.protocol import MAX_BATCH_BODY_BYTES
 from tests.support.clients import close_with_reset, raw_exchange
 from tests.support.processes import ServerProcess
 from tests.support.responses import ResponseReader
@@ -175,6 +177,31 @@ def test_fifty_pipelined_requests_are_answered_in_order(
             response = reader.next()
             assert response is not None and response.status == 200
             assert response.body == (tls_server.root / name).read_bytes()
+
+
+def test_a_client_pipelining_without_reading_is_paused_as_over_plain_http(
+        start_server: Callable[..., RunningServer], certificate: Certificate) -> None:
+    """Backpressure over TLS is the plain path's: the evented driver stops reading while the
+    transport holds more than HIGH_WATER, whatever the transport does with the bytes."""
+    server = start_server(model="evented", tls_context=server_context(
+        str(certificate.cert), str(certificate.key)))
+    medium = (server.root / "medium.bin").read_bytes()
+    assert len(medium) > HIGH_WATER
+    count = 100
+    with tls_connect(server.address, client_context(certificate)) as sock:
+        sock.sendall(b"GET /medium.bin HTTP/1.1\r\nHost: x\r\n\r\n" * count)  # read nothing
+
+        def paused() -> bool:
+            connections = list(server.server.connections)  # type: ignore[attr-defined]
+            return bool(connections) and connections[0].state == "paused"
+
+        wait_until(paused, "the connection paused")
+        (connection,) = list(server.server.connections)  # type: ignore[attr-defined]
+        assert connection.transport.pending_bytes <= MAX_BATCH_BODY_BYTES + len(medium) + 1024
+        reader = ResponseReader(sock)
+        for _ in range(count):  # then everything arrives, whole and in order
+            response = reader.next()
+            assert response is not None and response.body == medium
 
 
 def test_a_client_half_closing_without_close_notify_gets_every_answer(
