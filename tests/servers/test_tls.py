@@ -318,6 +318,19 @@ def test_close_notify_on_an_idle_timeout(start_server: Callable[..., RunningServ
         assert reader.next() is None  # then silence, and a clean end
 
 
+def test_a_graceful_stop_ends_idle_tls_connections_with_close_notify(
+        tls_server: RunningServer, certificate: Certificate) -> None:
+    raw = socket.create_connection(tls_server.address, timeout=WAIT)
+    with client_context(certificate).wrap_socket(raw, server_hostname="localhost",
+                                                 suppress_ragged_eofs=False) as sock:
+        sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = ResponseReader(sock)
+        assert reader.next() is not None
+        tls_server.server.shutdown()  # idle connections close at once, cleanly
+        assert reader.next() is None  # an end with close_notify (a ragged one would raise)
+    tls_server.stop()
+
+
 # -- descriptors ---------------------------------------------------------------------------------
 
 def test_clients_resetting_mid_handshake_leave_no_descriptor(

@@ -181,6 +181,39 @@ def test_a_password_protected_key_opens_with_its_password_only(tmp_path: Path,
         server_context(str(locked.cert), str(locked.key), str(locked.password_file))
 
 
+def test_kernel_tls_is_used_only_where_the_kernel_says_it_encrypts(
+        certificate: Certificate, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kTLS cannot run here (Python 3.11 has no ssl.OP_ENABLE_KTLS); its decisions can."""
+    from evserver.net import tls
+
+    context = server_context(str(certificate.cert), str(certificate.key))
+
+    class SSLObject:
+        def __init__(self, answer: bool) -> None:
+            self.answer = answer
+
+        def uses_ktls_for_send(self) -> bool:
+            return self.answer
+
+    class Socket:
+        def __init__(self, answer: bool) -> None:
+            self._sslobj = SSLObject(answer)
+
+    monkeypatch.setattr(tls, "KTLS_OPTION", 0)
+    assert not tls._kernel_encrypts(Socket(True))  # type: ignore[arg-type]
+    assert body_path(context) == "TLS bodies: 16 KiB reads"
+    monkeypatch.setattr(tls, "KTLS_OPTION", 1 << 3)  # OpenSSL's SSL_OP_ENABLE_KTLS
+    assert tls._kernel_encrypts(Socket(True))  # type: ignore[arg-type]
+    assert not tls._kernel_encrypts(Socket(False))  # type: ignore[arg-type]
+    context.options |= 1 << 3
+    monkeypatch.setattr(tls, "_kernel_tls_available", lambda: False)
+    assert body_path(context).endswith("(kTLS: the kernel's tls module is not loaded)")
+    monkeypatch.setattr(tls, "_kernel_tls_available", lambda: True)
+    assert body_path(context).startswith("TLS bodies: kTLS sendfile")
+    with socket.socket() as plain:  # without Python's answer, the kernel's: not encrypting
+        assert not tls._kernel_encrypts(plain)  # type: ignore[arg-type]
+
+
 def test_a_context_not_from_server_context_is_refused() -> None:
     with socket.socket() as sock, pytest.raises(TypeError):
         wrap_server_socket(ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), sock)
