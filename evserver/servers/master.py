@@ -10,6 +10,9 @@ passes through it, so a worker under a master serves exactly as a single process
     master: bind -> fork N workers -> loop: signals, reports, reaping, restarts, heartbeats
     worker: build a server on the listener -> report "ready" -> beat -> serve -> exit
 
+Every model works as a worker; iterative workers, each serving one connection at a time, make
+Apache's classic prefork MPM.
+
 Port sharing (``--port-sharing``):
 
 - ``reuseport`` (the default): the master opens one socket per worker, all with ``SO_REUSEPORT``
@@ -19,7 +22,9 @@ Port sharing (``--port-sharing``):
   index exists, and a worker's replacement (after a crash, a hang or a reload) serves the very
   same socket, so the connections waiting in its queue are taken over, never reset (the kernel
   resets the queue of a listening socket whose last descriptor closes). Only SIGTTOU closes one
-  for good: its worker, told to hand over, first accepts what waits in it. The price: a worker
+  for good: its worker, told to hand over, first accepts what waits in it and closes it
+  at once, so only a connection arriving in those microseconds is reset (Linux 5.14's
+  ``net.ipv4.tcp_migrate_req=1`` moves it to another socket instead). The price: a worker
   that is stuck keeps its share of new connections waiting until the heartbeat replaces it. The
   port is first probed with a socket *without* ``SO_REUSEPORT``, so a second server started on
   the same port by mistake is refused instead of silently sharing the traffic.
@@ -28,9 +33,10 @@ Port sharing (``--port-sharing``):
   find nothing (the thundering herd). A busy worker is slower to wake, so idle ones take more.
 - ``exclusive``: the same socket, registered with ``EPOLLEXCLUSIVE`` on each worker's loop's own
   epoll (``evserver.event.reactor.register_exclusive``), so the kernel wakes one waiting worker
-  per connection. It skips busy workers but not idle ones, so at low load the first idle worker
-  in the socket's wait queue takes nearly every connection. It needs epoll: ``--selector poll``
-  or ``select`` is refused with one line (no silent fall-back: the mode is what a lab measures).
+  per connection: it passes over busy workers and wakes the first idle one in the socket's wait
+  queue, so at low load that same worker takes nearly every connection. It needs epoll:
+  ``--selector poll`` or ``select`` is refused with one line (no silent fall-back: the mode is
+  what a lab measures).
 
 Supervision:
 
