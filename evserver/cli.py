@@ -7,9 +7,13 @@ it must not know: how anything is served. Options shared with ``python -m http.s
 
 Exit statuses: 0 after a graceful stop (SIGINT or SIGTERM), 2 for bad arguments (one line on
 standard error, like every Unix tool; a certificate, key or password that cannot be used is a
-bad argument: the TLS context is built here, once, before anything is served), 1 when the server
-cannot start (port in use, no permission), 128+N when a second signal N forces an immediate
+bad argument: the TLS context is built here, once, before anything is served or any worker is
+forked), 1 when the server cannot start (port in use, no permission; with ``--workers``, a
+worker that fails to start again and again), 128+N when a second signal N forces an immediate
 exit.
+
+With ``--workers`` this process becomes the master (``evserver.servers.master``): it binds, forks
+the workers and supervises them; signals then mean what the master's docstring says.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -25,8 +30,13 @@ from typing import TYPE_CHECKING, NoReturn
 from evserver import __version__, config
 from evserver.accesslog import LOG_FORMATS
 from evserver.config import ServerConfig
-from evserver.event.reactor import available_selectors
+from evserver.event.reactor import available_selectors, exclusive_registration_available
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+from evserver.static.handler import ERROR_PAGE_STATUSES, load_error_page
+from evserver.static.headers import OperatorFields, check_field_value, parse_header_option
+
+EVERY_INTERFACE_HOSTS = (None, "", "0.0.0.0", "::")
+"""``-b`` values (``None``: none given) that listen on every network interface."""
 
 if TYPE_CHECKING:
     import ssl
@@ -42,6 +52,17 @@ class _OneLineParser(argparse.ArgumentParser):
 def _positive_int(text: str) -> int:
     if not text.isdigit() or not text.isascii() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return min(config.available_cores(), config.MAX_WORKERS)
+    if not text.isdigit() or not text.isascii() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number or 'auto', got {text!r}")
+    if int(text) > config.MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"at most {config.MAX_WORKERS} workers, got {text}")
     return int(text)
 
 
@@ -61,6 +82,47 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _header(text: str) -> tuple[str, str]:
+    try:
+        return parse_header_option(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _cache_control(text: str) -> str:
+    try:
+        check_field_value("Cache-Control", text.strip(" \t"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip(" \t")
+
+
+def _error_page(text: str) -> tuple[int, str]:
+    code, equals, path = text.partition("=")
+    if not equals or not code.isdigit() or not code.isascii() or not path:
+        raise argparse.ArgumentTypeError(f"expected CODE=FILE, got {text!r}")
+    if int(code) not in ERROR_PAGE_STATUSES:
+        statuses = ", ".join(map(str, sorted(ERROR_PAGE_STATUSES)))
+        raise argparse.ArgumentTypeError(f"no error page is sent with status {code} "
+                                         f"(the file handler's errors are {statuses})")
+    try:
+        load_error_page(path)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: {error.strerror or error}"
+                                         ) from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{path!r}: {error}") from None
+    return int(code), os.path.abspath(path)
+
+
+def every_interface_warning(host: str | None) -> str | None:
+    """The start-up warning for a server that anyone on the network can reach, or ``None``."""
+    if host not in EVERY_INTERFACE_HOSTS:
+        return None
+    return ("evserver: warning: listening on every network interface, so anyone who can reach "
+            "this machine can read the folder; -b 127.0.0.1 serves this machine only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _OneLineParser(
         prog="evserver",
@@ -77,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="concurrency model (default evented)")
     p.add_argument("--selector", choices=config.SELECTORS, default="auto",
                    help="readiness API of the evented model (default auto: epoll on Linux)")
+    p.add_argument("--workers", type=_workers, default=0, metavar="N|auto",
+                   help="run N worker processes of the model under a master process that "
+                   "supervises them ('auto': one per core; default: one process, no master)")
+    p.add_argument("--port-sharing", choices=config.PORT_SHARING_MODES, metavar="MODE",
+                   help="how the workers share the port: reuseport (a socket each, the kernel "
+                   "spreads connections), inherited (one socket, every idle worker woken), "
+                   f"exclusive (one socket, EPOLLEXCLUSIVE) (default "
+                   f"{config.DEFAULT_PORT_SHARING})")
     p.add_argument("--index", action="append", metavar="NAME",
                    help="index file name of a folder, may repeat (default index.html)")
     p.add_argument("--no-listing", action="store_true",
@@ -129,10 +199,38 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-no-tickets", action="store_true",
                      help="send no session tickets: no client resumes, every connection is a "
                      "full handshake (as nginx's ssl_session_tickets off)")
+    p.add_argument("--health-path", metavar="PATH",
+                   help="answer 200 'ok' at this path while serving and 503 once a graceful "
+                   "stop has begun, for a load balancer's health check, e.g. /-/health "
+                   "(default off)")
     p.add_argument("--trace", nargs="?", const="-", metavar="FILE",
                    help="evented model only: one line per event-loop iteration (poll time, "
                    "ready descriptors) and one per event (accept, read, write, timer), to FILE "
                    "or standard error; slow, for watching the loop (default off)")
+    folder = p.add_argument_group("serving a folder")
+    folder.add_argument("--dotfiles", action="store_true",
+                        help="serve and list names beginning with a dot (default: they are "
+                        "404 and not listed; .well-known/ is always served)")
+    folder.add_argument("--no-precompressed", action="store_true",
+                        help="never send NAME.br, NAME.zst or NAME.gz in place of NAME (default: "
+                        "sent when the client accepts that coding and it is not older than NAME)")
+    folder.add_argument("--gzip", action="store_true",
+                        help="compress text files of up to 64 KiB with gzip, once, in memory, "
+                        "for clients that accept it")
+    folder.add_argument("-H", "--header", action="append", type=_header, metavar="'NAME: VALUE'",
+                        help="add this field to every answer below 400, may repeat")
+    folder.add_argument("--cors", action="store_true",
+                        help="let scripts of any other site read the files (CORS: "
+                        "Access-Control-Allow-Origin: *, preflight requests answered)")
+    folder.add_argument("--cache-control", type=_cache_control, metavar="VALUE",
+                        help="Cache-Control value of every answer below 400, e.g. "
+                        "'max-age=3600' or 'no-cache'")
+    folder.add_argument("--error-page", action="append", type=_error_page, metavar="CODE=FILE",
+                        help="send FILE (read at start-up) as the page of errors with status "
+                        "CODE, e.g. 404=404.html; the status stays; may repeat")
+    folder.add_argument("--fallback", metavar="FILE",
+                        help="answer GET and HEAD of a path that does not exist with FILE and "
+                        "200, e.g. a single-page app's index.html")
     lab = p.add_argument_group("teaching switches", "off by default; each makes the server "
                                "slower on purpose, to show what the default buys")
     lab.add_argument("--no-nodelay", action="store_true",
@@ -153,10 +251,28 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         parser.error(f"-d/--directory: {args.directory!r} is not a folder")
     if args.selector != "auto" and args.selector not in available_selectors():
         parser.error(f"--selector {args.selector} is not available on this system")
-    if args.stats_path is not None and not args.stats_path.startswith("/"):
-        parser.error("--stats-path must start with '/'")
+    for option, path in (("--stats-path", args.stats_path), ("--health-path", args.health_path)):
+        if path is not None and not path.startswith("/"):
+            parser.error(f"{option} must start with '/'")
+    if args.health_path is not None and args.health_path == args.stats_path:
+        parser.error("--health-path and --stats-path must differ")
+    if args.workers:
+        _check_workers(parser, args)
+    elif args.port_sharing is not None:
+        parser.error("--port-sharing shares the port between worker processes: give --workers")
     if args.index and any("/" in name or name in ("", ".", "..") for name in args.index):
         parser.error("--index takes a plain file name")
+    error_pages = dict(args.error_page or ())
+    if len(error_pages) != len(args.error_page or ()):
+        parser.error("--error-page names one status twice")
+    headers = tuple(args.header or ())
+    try:
+        OperatorFields(headers, cache_control=args.cache_control, cors=args.cors)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.fallback is not None and not (os.path.isfile(args.fallback)
+                                          and os.access(args.fallback, os.R_OK)):
+        parser.error(f"--fallback: {args.fallback!r} is not a readable file")
     if args.trace is not None:
         if args.model != "evented":
             parser.error(f"--trace watches the evented model's loop; --model {args.model} "
@@ -176,9 +292,19 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         port=args.port,
         model=args.model,
         selector=args.selector,
+        workers=args.workers,
+        port_sharing=args.port_sharing or config.DEFAULT_PORT_SHARING,
         index_names=tuple(args.index) if args.index else ("index.html",),
         listing=not args.no_listing,
         follow_symlinks=args.follow_symlinks,
+        dotfiles=args.dotfiles,
+        precompressed=not args.no_precompressed,
+        gzip=args.gzip,
+        headers=headers,
+        cache_control=args.cache_control,
+        cors=args.cors,
+        error_pages=tuple(sorted(error_pages.items())),
+        fallback=None if args.fallback is None else os.path.abspath(args.fallback),
         max_connections=args.max_connections,
         backlog=args.backlog,
         header_timeout=args.header_timeout,
@@ -191,6 +317,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         access_log=args.access_log,
         log_format=args.log_format,
         stats_path=args.stats_path,
+        health_path=args.health_path,
         limits=ParserLimits(max_body=args.max_body),
         verbose=args.verbose,
         trace=args.trace,
@@ -218,21 +345,47 @@ def _tls_context(parser: argparse.ArgumentParser, args: argparse.Namespace,
                               tickets=not args.tls_no_tickets)
     except TLSSetupError as error:
         parser.error(str(error))
+def _check_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What ``--workers`` cannot be combined with, each refused in one line."""
+    sharing = args.port_sharing or config.DEFAULT_PORT_SHARING
+    if sharing == "exclusive":
+        selector = args.selector if args.model == "evented" else "auto"
+        if not exclusive_registration_available(selector):
+            parser.error("--port-sharing exclusive needs epoll's EPOLLEXCLUSIVE (Linux): "
+                         "with the evented model, --selector epoll (or auto)")
+    if sharing == "reuseport" and not hasattr(socket, "SO_REUSEPORT"):
+        parser.error("--port-sharing reuseport needs SO_REUSEPORT, which this system lacks")
+    if args.trace is not None:
+        parser.error("--trace follows one event loop; with --workers every worker would "
+                     "write into it")
+
+
+def _cannot_listen(cfg: ServerConfig, error: OSError) -> int:
+    where = f"{cfg.host or '*'}:{cfg.port}"
+    print(f"evserver: cannot listen on {where}: {error.strerror or error}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     level = logging.DEBUG if cfg.verbose else logging.WARNING if cfg.quiet else logging.INFO
-    logging.basicConfig(level=level,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    # Under a master every process logs to the same standard error: say which one speaks.
+    who = "%(name)s[%(process)d]" if cfg.workers else "%(name)s"
+    logging.basicConfig(level=level, format=f"%(asctime)s {who}: %(message)s", stream=sys.stderr)
+    if cfg.workers:
+        from evserver.servers.master import Master
+
+        try:
+            master = Master(cfg)
+        except OSError as error:
+            return _cannot_listen(cfg, error)
+        return master.run()
     from evserver.servers import make_server
 
     try:
         server = make_server(cfg)
     except OSError as error:
-        where = f"{cfg.host or '*'}:{cfg.port}"
-        print(f"evserver: cannot listen on {where}: {error.strerror or error}", file=sys.stderr)
-        return 1
+        return _cannot_listen(cfg, error)
     signals_seen = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -245,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print(server.banner(), file=sys.stderr, flush=True)
+    warning = every_interface_warning(cfg.host)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:

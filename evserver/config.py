@@ -7,6 +7,7 @@ nothing reads global state.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,25 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_DRAIN_TIMEOUT = 10.0
 """Seconds graceful shutdown waits for responses in flight before closing what remains."""
 
+PORT_SHARING_MODES = ("reuseport", "inherited", "exclusive")
+"""How worker processes share the port (``evserver.servers.master`` explains each)."""
+
+DEFAULT_PORT_SHARING = "reuseport"
+"""The kernel spreads connections evenly, no worker wakes for another's, and a worker replaced
+(crash, hang, reload) takes over its predecessor's socket and queue: nothing is reset."""
+
+MAX_WORKERS = 256
+"""Worker processes at most: the master's shared board has room for this many (and their
+successors during a reload); far more than the cores of any machine this server will run on."""
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity: ``taskset``, a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -59,6 +79,22 @@ class ServerConfig:
     index_names: tuple[str, ...] = ("index.html",)
     listing: bool = True
     follow_symlinks: bool = False
+    dotfiles: bool = False
+    """Serve and list names beginning with a dot; off, they are 404 (``.well-known`` stays)."""
+    precompressed: bool = True
+    """Send ``name.br``, ``name.zst`` or ``name.gz`` for ``name`` when the client accepts it."""
+    gzip: bool = False
+    """Compress small text files with gzip, once, in memory, for clients that accept it."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """(name, value) fields added to every answer below 400 (``-H``)."""
+    cache_control: str | None = None
+    """A ``Cache-Control`` value for every answer below 400."""
+    cors: bool = False
+    """Answer CORS: ``Access-Control-Allow-Origin: *`` and preflights."""
+    error_pages: tuple[tuple[int, str], ...] = ()
+    """(status, file) pairs: the operator's page for that error status, read at start-up."""
+    fallback: str | None = None
+    """A file sent with 200 for GET and HEAD of a path that names nothing (single-page apps)."""
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     backlog: int = DEFAULT_BACKLOG
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
@@ -73,7 +109,13 @@ class ServerConfig:
     access_log: str | None = "-"
     """Where access log lines go: ``"-"`` for standard error, a file name, or ``None`` for none."""
     log_format: str = "common"
+    workers: int = 0
+    """Worker processes under a master (``--workers``); 0 runs the server in this process."""
+    port_sharing: str = DEFAULT_PORT_SHARING
+    """How the workers share the port: one of ``PORT_SHARING_MODES``."""
     stats_path: str | None = None
+    health_path: str | None = None
+    """Where the health page answers (200 while serving, 503 once a drain has begun), or None."""
     limits: ParserLimits = field(default=DEFAULT_LIMITS)
     verbose: bool = False
     """Debug log lines on (the command line sets the logging level from it)."""

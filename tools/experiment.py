@@ -567,7 +567,8 @@ def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: d
             _done(plan, progress, round_number, case, server, record)
     for round_number, case, order in interleaved(plan.rounds, running, idle_cases):
         for server in _servers_for(case, still_running(order, progress)):
-            fresh = restart_fresh(server, plan, server_core, running, progress)
+            fresh = restart_fresh(server, plan.docroot, plan.rundir, server_core, running,
+                                  progress)
             if fresh is None:
                 continue
             record = measure_idle(fresh, case, manifest, plan.open_timeout, load_cores,
@@ -576,8 +577,8 @@ def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: d
             _done(plan, progress, round_number, case, fresh, record)
 
 
-def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | None,
-                  running: list[servers.RunningServer],
+def restart_fresh(server: servers.RunningServer, docroot: str, rundir: str,
+                  server_core: int | None, running: list[servers.RunningServer],
                   progress: Progress) -> servers.RunningServer | None:
     """Stop ``server`` and start its spec again, in its place in ``running``.
 
@@ -590,8 +591,7 @@ def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | 
     server.stop()
     index = running.index(server)
     try:
-        fresh = servers.start(server.spec, plan.docroot, plan.rundir, server_core,
-                              log_suffix="-fresh")
+        fresh = servers.start(server.spec, docroot, rundir, server_core, log_suffix="-fresh")
     except servers.StartError as error:
         running.pop(index)
         problem = f"{server.spec.label}: did not start again for the idle cases: {error}"

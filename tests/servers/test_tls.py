@@ -367,6 +367,21 @@ def fetch(server: ServerProcess, context: ssl.SSLContext) -> bytes:
     return body
 
 
+def test_https_with_worker_processes(start_process: Callable[..., ServerProcess | None],
+                                     certificate: Certificate) -> None:
+    """The context is built once, in the master, and every forked worker serves with it."""
+    server = start_process("-q", "--workers", "2", *certificate.server_args())
+    assert server is not None
+    assert " on https://127.0.0.1:" in server.banner
+    context = client_context(certificate)
+    for _ in range(6):  # new connections, spread over the workers
+        assert fetch(server, context) == b"hello, world\n"
+    with tls_connect(server.address, context) as sock:  # and a kept one
+        sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+        reader = ResponseReader(sock)
+        assert [reader.next() is not None for _ in range(2)] == [True, True]
+
+
 # -- the command line ----------------------------------------------------------------------------
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

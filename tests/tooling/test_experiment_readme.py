@@ -182,7 +182,7 @@ def stats_endpoint(command: str, tmp_path: Path, serve: Callable[..., Server]) -
     documented = re.findall(r"^``(\w+)``(?:, ``(\w+)``)?", table, re.M)
     for names in documented:
         for name in filter(None, names):
-            if name not in ("loop", "threads"):  # one model each
+            if name not in ("loop", "threads", "workers"):  # one model each; --workers
                 assert name in stats, f"README documents {name!r}, the endpoint lacks it"
 
 
@@ -338,6 +338,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
                                                     STEP_USERS="5"),
     ".venv/bin/python tools/experiment.py compare --quick --locust-time 10 "
     "--locust-processes 2": experiment("--duration 1 --locust-time 4 --hold ''"),
+    ".venv/bin/evserver -d /tmp/myfolder --workers auto --health-path /-/health": serve_folder,
     ".venv/bin/evserver --stats-path /-/stats": stats_endpoint,
     "curl -s http://127.0.0.1:8000/-/stats": stats_endpoint,
     ".venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1 --model evented": fuzz_quick,
