@@ -15,7 +15,7 @@ How the modules fit (an arrow: "imports")::
              ├─> cache        FileEntry, and the stat-validated cache of small files
              ├─> conditions   RFC 9110 13 preconditions: pure functions on field values
              ├─> ranges       RFC 9110 14 Range: parsing, the single and multipart 206
-             ├─> listing      a directory's HTML page
+             ├─> listing      a directory's listing: bounded scan, order, HTML or JSON
              ├─> media_types  file name -> Content-Type
              └─> refusals     Refusal (an error status) and the errno -> status table
 
