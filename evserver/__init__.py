@@ -25,8 +25,9 @@ The design in one picture. Each folder answers "what does this code know about?"
   ``servers/__init__.py``). Worker processes (a master forking N of any model) will live here
   too, since they are one more way of running the same drivers. Only this layer may use
   threads, ``fork`` or signals.
-- ``cli``, ``config``, ``accesslog``, ``stats``, ``statspage``: thin edges (argv, settings, log
-  lines, counters).
+- ``cli``, ``config``, ``accesslog``, ``stats``, ``statspage``, ``metrics``: thin edges (argv,
+  settings, log lines, counters, and the counters shown as JSON, a live dashboard or Prometheus
+  text).
 """
 
 __version__ = "0.1.0"

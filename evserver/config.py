@@ -70,6 +70,9 @@ class ServerConfig:
     """Where access log lines go: ``"-"`` for standard error, a file name, or ``None`` for none."""
     log_format: str = "common"
     stats_path: str | None = None
+    """Where the counters are served: JSON, or the live dashboard to a browser; None: nowhere."""
+    metrics_path: str | None = None
+    """Where the same counters are served in Prometheus's text format; None: nowhere."""
     limits: ParserLimits = field(default=DEFAULT_LIMITS)
     verbose: bool = False
     """Debug log lines on (the command line sets the logging level from it)."""

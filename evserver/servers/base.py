@@ -18,6 +18,7 @@ from evserver.accesslog import AccessLog
 from evserver.bodies import Response
 from evserver.config import ServerConfig
 from evserver.http.events import Request
+from evserver.metrics import metrics_response
 from evserver.net.listener import (
     ACCEPT_BATCH,
     ACCEPT_PAUSE_SECONDS,
@@ -30,7 +31,7 @@ from evserver.net.listener import (
 from evserver.protocol import Handler, ServerProtocol
 from evserver.static import StaticHandler
 from evserver.stats import Stats
-from evserver.statspage import stats_response
+from evserver.statspage import stats_page_response
 
 
 class BaseServer:
@@ -48,7 +49,8 @@ class BaseServer:
             follow_symlinks=config.follow_symlinks)
         self.static_handler = static if isinstance(static, StaticHandler) else None
         """The file handler when it is ours (a model may tune it: ``check_round``)."""
-        self.handler: Handler = self._with_stats_page(static) if config.stats_path else static
+        self.handler: Handler = (self._with_stats_pages(static)
+                                 if config.stats_path or config.metrics_path else static)
         self.access_log = None if config.quiet else AccessLog.open(config.access_log,
                                                                    config.log_format)
         self.listener: socket.socket = open_listener(config.host, config.port, config.backlog)
@@ -99,13 +101,40 @@ class BaseServer:
         """Model-specific figures for the stats page (threads, loop counters...)."""
         return {}
 
-    def _with_stats_page(self, handler: Handler) -> Handler:
-        stats_path = self.config.stats_path
+    def stats_snapshot(self) -> dict[str, Any]:
+        """What the stats path (as JSON) and the metrics path (as Prometheus text) show."""
+        return self.stats.snapshot(**self.stats_extra())
 
-        def handle(request: Request) -> Response:
-            if request.target == stats_path:
-                return stats_response(self.stats.snapshot(**self.stats_extra()))
-            return handler(request)
+    def _with_stats_pages(self, handler: Handler) -> Handler:
+        """``handler``, with the stats and metrics paths answered in front of it.
+
+        Per request this costs what the stats path alone always did: one comparison of the
+        target (two with both paths), then the call; so the experiment runner, which turns the
+        stats path on, measures the same server as before.
+        """
+        stats_path, metrics_path = self.config.stats_path, self.config.metrics_path
+
+        def stats_page(request: Request) -> Response:
+            return stats_page_response(request.headers.get("accept"), self.stats_snapshot)
+
+        def metrics_page(request: Request) -> Response:
+            return metrics_response(self.stats_snapshot())
+
+        if stats_path and metrics_path:
+            def handle(request: Request) -> Response:
+                target = request.target
+                if target == stats_path:
+                    return stats_page(request)
+                if target == metrics_path:
+                    return metrics_page(request)
+                return handler(request)
+        else:
+            path, page = (stats_path, stats_page) if stats_path else (metrics_path, metrics_page)
+
+            def handle(request: Request) -> Response:
+                if request.target == path:
+                    return page(request)
+                return handler(request)
 
         return handle
 
