@@ -24,6 +24,11 @@ from evserver.accesslog import LOG_FORMATS
 from evserver.config import ServerConfig
 from evserver.event.reactor import available_selectors
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+from evserver.static.handler import ERROR_PAGE_STATUSES, load_error_page
+from evserver.static.headers import OperatorFields, check_field_value, parse_header_option
+
+EVERY_INTERFACE_HOSTS = (None, "", "0.0.0.0", "::")
+"""``-b`` values (``None``: none given) that listen on every network interface."""
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -53,6 +58,47 @@ def _seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _header(text: str) -> tuple[str, str]:
+    try:
+        return parse_header_option(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _cache_control(text: str) -> str:
+    try:
+        check_field_value("Cache-Control", text.strip(" \t"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip(" \t")
+
+
+def _error_page(text: str) -> tuple[int, str]:
+    code, equals, path = text.partition("=")
+    if not equals or not code.isdigit() or not code.isascii() or not path:
+        raise argparse.ArgumentTypeError(f"expected CODE=FILE, got {text!r}")
+    if int(code) not in ERROR_PAGE_STATUSES:
+        statuses = ", ".join(map(str, sorted(ERROR_PAGE_STATUSES)))
+        raise argparse.ArgumentTypeError(f"no error page is sent with status {code} "
+                                         f"(the file handler's errors are {statuses})")
+    try:
+        load_error_page(path)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: {error.strerror or error}"
+                                         ) from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{path!r}: {error}") from None
+    return int(code), os.path.abspath(path)
+
+
+def every_interface_warning(host: str | None) -> str | None:
+    """The start-up warning for a server that anyone on the network can reach, or ``None``."""
+    if host not in EVERY_INTERFACE_HOSTS:
+        return None
+    return ("evserver: warning: listening on every network interface, so anyone who can reach "
+            "this machine can read the folder; -b 127.0.0.1 serves this machine only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +167,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evented model only: one line per event-loop iteration (poll time, "
                    "ready descriptors) and one per event (accept, read, write, timer), to FILE "
                    "or standard error; slow, for watching the loop (default off)")
+    folder = p.add_argument_group("serving a folder")
+    folder.add_argument("--dotfiles", action="store_true",
+                        help="serve and list names beginning with a dot (default: they are "
+                        "404 and not listed; .well-known/ is always served)")
+    folder.add_argument("--no-precompressed", action="store_true",
+                        help="never send NAME.br, NAME.zst or NAME.gz in place of NAME (default: "
+                        "sent when the client accepts that coding and it is not older than NAME)")
+    folder.add_argument("--gzip", action="store_true",
+                        help="compress text files of up to 64 KiB with gzip, once, in memory, "
+                        "for clients that accept it")
+    folder.add_argument("-H", "--header", action="append", type=_header, metavar="'NAME: VALUE'",
+                        help="add this field to every answer below 400, may repeat")
+    folder.add_argument("--cors", action="store_true",
+                        help="let scripts of any other site read the files (CORS: "
+                        "Access-Control-Allow-Origin: *, preflight requests answered)")
+    folder.add_argument("--cache-control", type=_cache_control, metavar="VALUE",
+                        help="Cache-Control value of every answer below 400, e.g. "
+                        "'max-age=3600' or 'no-cache'")
+    folder.add_argument("--error-page", action="append", type=_error_page, metavar="CODE=FILE",
+                        help="send FILE (read at start-up) as the page of errors with status "
+                        "CODE, e.g. 404=404.html; the status stays; may repeat")
+    folder.add_argument("--fallback", metavar="FILE",
+                        help="answer GET and HEAD of a path that does not exist with FILE and "
+                        "200, e.g. a single-page app's index.html")
     lab = p.add_argument_group("teaching switches", "off by default; each makes the server "
                                "slower on purpose, to show what the default buys")
     lab.add_argument("--no-nodelay", action="store_true",
@@ -149,6 +219,17 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         parser.error("--metrics-path and --stats-path must differ")
     if args.index and any("/" in name or name in ("", ".", "..") for name in args.index):
         parser.error("--index takes a plain file name")
+    error_pages = dict(args.error_page or ())
+    if len(error_pages) != len(args.error_page or ()):
+        parser.error("--error-page names one status twice")
+    headers = tuple(args.header or ())
+    try:
+        OperatorFields(headers, cache_control=args.cache_control, cors=args.cors)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.fallback is not None and not (os.path.isfile(args.fallback)
+                                          and os.access(args.fallback, os.R_OK)):
+        parser.error(f"--fallback: {args.fallback!r} is not a readable file")
     if args.trace is not None:
         if args.model != "evented":
             parser.error(f"--trace watches the evented model's loop; --model {args.model} "
@@ -170,6 +251,14 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         index_names=tuple(args.index) if args.index else ("index.html",),
         listing=not args.no_listing,
         follow_symlinks=args.follow_symlinks,
+        dotfiles=args.dotfiles,
+        precompressed=not args.no_precompressed,
+        gzip=args.gzip,
+        headers=headers,
+        cache_control=args.cache_control,
+        cors=args.cors,
+        error_pages=tuple(sorted(error_pages.items())),
+        fallback=None if args.fallback is None else os.path.abspath(args.fallback),
         max_connections=args.max_connections,
         backlog=args.backlog,
         header_timeout=args.header_timeout,
@@ -216,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print(server.banner(), file=sys.stderr, flush=True)
+    warning = every_interface_warning(cfg.host)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:

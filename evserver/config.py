@@ -55,6 +55,22 @@ class ServerConfig:
     index_names: tuple[str, ...] = ("index.html",)
     listing: bool = True
     follow_symlinks: bool = False
+    dotfiles: bool = False
+    """Serve and list names beginning with a dot; off, they are 404 (``.well-known`` stays)."""
+    precompressed: bool = True
+    """Send ``name.br``, ``name.zst`` or ``name.gz`` for ``name`` when the client accepts it."""
+    gzip: bool = False
+    """Compress small text files with gzip, once, in memory, for clients that accept it."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """(name, value) fields added to every answer below 400 (``-H``)."""
+    cache_control: str | None = None
+    """A ``Cache-Control`` value for every answer below 400."""
+    cors: bool = False
+    """Answer CORS: ``Access-Control-Allow-Origin: *`` and preflights."""
+    error_pages: tuple[tuple[int, str], ...] = ()
+    """(status, file) pairs: the operator's page for that error status, read at start-up."""
+    fallback: str | None = None
+    """A file sent with 200 for GET and HEAD of a path that names nothing (single-page apps)."""
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     backlog: int = DEFAULT_BACKLOG
     header_timeout: float = DEFAULT_HEADER_TIMEOUT

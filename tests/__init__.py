@@ -6,18 +6,21 @@ The folders follow the architecture (each is a package, so tests import shared c
 ``unit/``
     Each layer on its own, without a running server: the HTTP parser (and its request corpus
     in ``unit/corpus/``), responses and dates, ``Accept`` negotiation, the sans-I/O protocol,
-    the static file handler and its listings, the metrics text (read by Prometheus's parser),
-    the timers, reactor, loop trace, transport, listener and blocking send helpers, the
-    evented driver against its table of states (``test_connection_life.py``), the access log, the
-    hot path's shortcuts and its hand-inlined copies (each pinned to what it copies), and
-    ``test_layers.py`` (which layer may import which).
+    the static file handler (with its content codings, the options of a folder's operator and
+    its listings), the metrics text (read by Prometheus's parser), the timers, reactor, loop
+    trace, transport, listener and blocking send helpers, the evented driver against its table
+    of states (``test_connection_life.py``), the access log, the hot path's shortcuts and its
+    hand-inlined copies (each pinned to what it copies), and ``test_layers.py`` (which layer may
+    import which).
 ``servers/``
     Whole servers over real sockets: what every model shares (``test_e2e.py``, once per model
     and selector), each model's own promises (evented, threaded, iterative, the blocking driver
     both blocking models share), ``select()``'s descriptor limit, the command line, the options
-    labs use (``test_lab_options.py``: the Nagle switches, ``--trace``, ``-v``), the stats and
-    metrics paths (``test_dashboard.py``), and the listing and the dashboard in headless
-    Chromium (``test_browser.py``).
+    labs use (``test_lab_options.py``: the Nagle switches, ``--trace``, ``-v``), serving a
+    folder (``test_serve_live.py``, ``test_serve_cli.py``: compression, fields, CORS, pages,
+    fallback, dotfiles, with curl and Python's clients), the stats and metrics paths
+    (``test_dashboard.py``), and the listing and the dashboard in headless Chromium
+    (``test_browser.py``).
 ``hostile/``
     Hostile clients against every model: request smuggling, paths out of the root, slow and
     vanishing clients, resource exhaustion, files changing under the server, fuzzing.

@@ -46,7 +46,10 @@ class BaseServer:
         self.stats = Stats(self.model, selector_name)
         static: Handler = handler or StaticHandler(
             config.root, index_names=config.index_names, listing=config.listing,
-            follow_symlinks=config.follow_symlinks)
+            follow_symlinks=config.follow_symlinks, dotfiles=config.dotfiles,
+            precompressed=config.precompressed, gzip=config.gzip, headers=config.headers,
+            cache_control=config.cache_control, cors=config.cors,
+            error_pages=dict(config.error_pages), fallback=config.fallback)
         self.static_handler = static if isinstance(static, StaticHandler) else None
         """The file handler when it is ours (a model may tune it: ``check_round``)."""
         self.handler: Handler = (self._with_stats_pages(static)

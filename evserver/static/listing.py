@@ -14,8 +14,9 @@ Invariants:
   The page carries no script, and its one stylesheet is covered by ``CONTENT_SECURITY_POLICY``.
 - Only names the handler would serve are listed (:func:`_listable_name` and
   :func:`_examine`): valid UTF-8 (a name that is not cannot be requested: the path decoder
-  refuses invalid UTF-8), no backslash, regular files and directories only, and (without
-  ``follow_symlinks``) no symlink leading out of the root.
+  refuses invalid UTF-8), no backslash, none the handler hides (dotfiles, unless they are on),
+  regular files and directories only, and (without ``follow_symlinks``) no symlink leading out
+  of the root. A hidden name is not counted among the omitted ones either.
 - Bounded work: a scan examines (``stat``) at most ``MAX_LISTED_ENTRIES`` entries and only
   counts the names after those, up to ``MAX_COUNTED_ENTRIES``; the page and the JSON say how
   many were left out. A folder of a million entries so costs one bounded scan, not seconds of
@@ -34,6 +35,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 from urllib.parse import quote
@@ -104,18 +106,23 @@ class Scan:
     omitted_exact: bool = True
 
 
-def scan_directory(real_dir: str, root: str, *, follow_symlinks: bool) -> Scan:
+def scan_directory(
+    real_dir: str, root: str, *, follow_symlinks: bool,
+    hidden: Callable[[str, bool], bool] | None = None, in_root: bool = False,
+) -> Scan:
     """The listable entries of ``real_dir``, in the filesystem's order, within the bounds.
 
-    ``root`` is the resolved document root, for the symlink check. Raises ``OSError`` when the
-    directory cannot be read (the caller maps the errno to a status).
+    ``root`` is the resolved document root, for the symlink check. ``hidden(name, in_root)``
+    says which names are left out (the handler's dotfile rule), ``None`` to list them all;
+    ``in_root``: ``real_dir`` is the root itself. Raises ``OSError`` when the directory cannot be
+    read (the caller maps the errno to a status).
     """
     root_prefix = root.rstrip("/") + "/"
     scan = Scan([])
     examined = 0
     with os.scandir(real_dir) as found:
         for dir_entry in found:
-            if not _listable_name(dir_entry.name):
+            if not _listable_name(dir_entry.name, hidden, in_root):
                 continue
             if examined < MAX_LISTED_ENTRIES:
                 examined += 1
@@ -133,10 +140,13 @@ def scan_directory(real_dir: str, root: str, *, follow_symlinks: bool) -> Scan:
 # -- which entries a listing shows -----------------------------------------------------------
 
 
-def _listable_name(name: str) -> bool:
-    """THE ONE PLACE where listed entries are filtered by name (before any ``stat``): a rule that
-    hides names (say, dotfiles unless the operator allows them) belongs here, so that the HTML
-    page, the JSON and the count of omitted names all obey it."""
+def _listable_name(name: str, hidden: Callable[[str, bool], bool] | None,
+                   in_root: bool) -> bool:
+    """THE ONE PLACE where listed entries are filtered by name (before any ``stat``), so that the
+    HTML page, the JSON and the count of omitted names all obey the same rules: ``hidden`` (the
+    handler's dotfile rule), then what cannot be requested."""
+    if hidden is not None and hidden(name, in_root):
+        return False
     try:
         name.encode("utf-8")  # names that are not UTF-8 on disk carry surrogates: refused
     except UnicodeEncodeError:

@@ -348,3 +348,27 @@ def count_stats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(os, "scandir", counting_scandir)
     return statted
+
+
+# -- hidden names --------------------------------------------------------------------------------
+
+
+def test_dotfiles_are_left_out_of_the_page_the_json_and_the_count(
+        root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    os.mkdir(os.path.join(root, ".well-known"))  # served and listed at the root only
+    os.makedirs(os.path.join(root, "noindex", ".well-known"))
+    with open(os.path.join(root, "noindex", ".env"), "wb") as f:
+        f.write(b"SECRET=1")
+    hiding, showing = StaticHandler(root), StaticHandler(root, dotfiles=True)
+    root_names = names_in(body_of(hiding(request("/"))))
+    assert ".hidden" not in root_names and ".well-known/" in root_names
+    listed = json.loads(body_of(hiding(request("/noindex/", accept="application/json"))))
+    assert [entry["name"] for entry in listed["entries"]] == ["nested", "file.txt"]
+    assert names_in(body_of(showing(request("/noindex/")))) == [".well-known/", "nested/",
+                                                                 ".env", "file.txt"]
+    # past the bound, a hidden name is not even counted as omitted
+    monkeypatch.setattr(listing_module, "MAX_LISTED_ENTRIES", 1)
+    listed = json.loads(body_of(hiding(request("/noindex/", accept="application/json"))))
+    assert (len(listed["entries"]), listed["omitted"]) == (1, 1)
+    listed = json.loads(body_of(showing(request("/noindex/", accept="application/json"))))
+    assert (len(listed["entries"]), listed["omitted"]) == (1, 3)
