@@ -27,8 +27,9 @@ The design in one picture. Each folder answers "what does this code know about?"
   model and supervising them; ``worker``: a worker's life; ``fleet``: the memory they share),
   one more way of running the same drivers. Only this layer may use threads, ``fork`` or
   signals.
-- ``cli``, ``config``, ``accesslog``, ``stats``, ``statspage``: thin edges (argv, settings, log
-  lines, counters).
+- ``cli``, ``config``, ``accesslog``, ``stats``, ``statspage``, ``metrics``, ``healthpage``: thin
+  edges (argv, settings, log lines, counters, and the counters shown as JSON, a live dashboard
+  or Prometheus text; the health page).
 """
 
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ the workers and supervises them; signals then mean what the master's docstring s
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import signal
@@ -188,7 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=LOG_FORMATS, default="common",
                    help="access log format (default common)")
     p.add_argument("--stats-path", metavar="PATH",
-                   help="serve counters as JSON at this path, e.g. /-/stats (default off)")
+                   help="serve counters as JSON at this path, e.g. /-/stats, and a live "
+                   "dashboard there to a browser (default off)")
+    p.add_argument("--metrics-path", metavar="PATH",
+                   help="serve the same counters in Prometheus's text format at this path, "
+                   "e.g. /-/metrics (default off)")
+    p.add_argument("--health-path", metavar="PATH",
+                   help="answer 200 'ok' at this path while serving and 503 once a graceful "
+                   "stop has begun, for a load balancer's health check, e.g. /-/health "
+                   "(default off)")
     tls = p.add_argument_group("HTTPS", "serve HTTPS (TLS 1.2 and 1.3, HTTP/1.1) instead of HTTP; "
                                "the names of python -m http.server")
     tls.add_argument("--tls-cert", metavar="FILE",
@@ -199,10 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-no-tickets", action="store_true",
                      help="send no session tickets: no client resumes, every connection is a "
                      "full handshake (as nginx's ssl_session_tickets off)")
-    p.add_argument("--health-path", metavar="PATH",
-                   help="answer 200 'ok' at this path while serving and 503 once a graceful "
-                   "stop has begun, for a load balancer's health check, e.g. /-/health "
-                   "(default off)")
     p.add_argument("--trace", nargs="?", const="-", metavar="FILE",
                    help="evented model only: one line per event-loop iteration (poll time, "
                    "ready descriptors) and one per event (accept, read, write, timer), to FILE "
@@ -251,11 +256,14 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         parser.error(f"-d/--directory: {args.directory!r} is not a folder")
     if args.selector != "auto" and args.selector not in available_selectors():
         parser.error(f"--selector {args.selector} is not available on this system")
-    for option, path in (("--stats-path", args.stats_path), ("--health-path", args.health_path)):
+    own_paths = (("--stats-path", args.stats_path), ("--metrics-path", args.metrics_path),
+                 ("--health-path", args.health_path))
+    for option, path in own_paths:
         if path is not None and not path.startswith("/"):
             parser.error(f"{option} must start with '/'")
-    if args.health_path is not None and args.health_path == args.stats_path:
-        parser.error("--health-path and --stats-path must differ")
+    for (option, path), (other, other_path) in itertools.combinations(own_paths, 2):
+        if path is not None and path == other_path:
+            parser.error(f"{option} and {other} must differ")
     if args.workers:
         _check_workers(parser, args)
     elif args.port_sharing is not None:
@@ -317,6 +325,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         access_log=args.access_log,
         log_format=args.log_format,
         stats_path=args.stats_path,
+        metrics_path=args.metrics_path,
         health_path=args.health_path,
         limits=ParserLimits(max_body=args.max_body),
         verbose=args.verbose,

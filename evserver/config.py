@@ -114,6 +114,9 @@ class ServerConfig:
     port_sharing: str = DEFAULT_PORT_SHARING
     """How the workers share the port: one of ``PORT_SHARING_MODES``."""
     stats_path: str | None = None
+    """Where the counters are served: JSON, or the live dashboard to a browser; None: nowhere."""
+    metrics_path: str | None = None
+    """Where the same counters are served in Prometheus's text format; None: nowhere."""
     health_path: str | None = None
     """Where the health page answers (200 while serving, 503 once a drain has begun), or None."""
     limits: ParserLimits = field(default=DEFAULT_LIMITS)

@@ -5,10 +5,11 @@ The folders follow the architecture (each is a package, so tests import shared c
 
 ``unit/``
     Each layer on its own, without a running server: the HTTP parser (and its request corpus
-    in ``unit/corpus/``), responses and dates, the sans-I/O protocol, the static file handler
-    (with its content codings and the options of a folder's operator), the timers, reactor,
-    loop trace, transport, listener and blocking send helpers, TLS, the evented driver against
-    its table of states (``test_connection_life.py``), the access log, the workers' shared board
+    in ``unit/corpus/``), responses and dates, ``Accept`` negotiation, the sans-I/O protocol,
+    the static file handler (with its content codings, the options of a folder's operator and
+    its listings), the metrics text (read by Prometheus's parser), the timers, reactor, loop
+    trace, transport, listener and blocking send helpers, TLS, the evented driver against its
+    table of states (``test_connection_life.py``), the access log, the workers' shared board
     (``test_fleet.py``), the hot path's shortcuts and its hand-inlined copies (each pinned to
     what it copies), and ``test_layers.py`` (which layer may import which).
 ``servers/``
@@ -17,8 +18,10 @@ The folders follow the architecture (each is a package, so tests import shared c
     both blocking models share), ``select()``'s descriptor limit, the command line, the options
     labs use (``test_lab_options.py``: the Nagle switches, ``--trace``, ``-v``), serving a
     folder (``test_serve_live.py``, ``test_serve_cli.py``: compression, fields, CORS, pages,
-    fallback, dotfiles, with curl and Python's clients), and worker processes under a master
-    (``test_workers.py``: supervision, reload under load, port sharing).
+    fallback, dotfiles, with curl and Python's clients), the stats and metrics paths
+    (``test_dashboard.py``), the listing and the dashboard in headless Chromium
+    (``test_browser.py``), and worker processes under a master (``test_workers.py``:
+    supervision, reload under load, port sharing).
 ``hostile/``
     Hostile clients against every model: request smuggling, paths out of the root, slow and
     vanishing clients, resource exhaustion, files changing under the server, fuzzing.
@@ -28,11 +31,11 @@ The folders follow the architecture (each is a package, so tests import shared c
 ``support/``
     No tests: what the tests and the tools share. Server starters in this process
     (``servers.py``) and in a child process (``processes.py``), document trees (``trees.py``),
-    raw clients (``clients.py``), a retrying keep-alive client under load (``load.py``), the
-    strict HTTP response reader (``responses.py``), ``/proc`` readings (``procfs.py``),
-    deadlines (``waiting.py``), certificates and TLS clients (``tls.py``), and the static
-    handler's test tree (``static.py``). The modules that tools import use only the standard
-    library.
+    raw clients (``clients.py``), a retrying keep-alive client under load (``load.py``),
+    headless Chromium over the DevTools protocol (``cdp.py``), the strict HTTP response reader
+    (``responses.py``), ``/proc`` readings (``procfs.py``), deadlines (``waiting.py``),
+    certificates and TLS clients (``tls.py``), and the static handler's test tree
+    (``static.py``). The modules that tools import use only the standard library.
 
 ``conftest.py`` holds the fixtures (``docroot``, ``start_server``, ``server``, ``model_name``,
 ``start_process``), built on ``support/``; pytest applies it to every folder.

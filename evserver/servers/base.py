@@ -27,6 +27,7 @@ from evserver.bodies import Response
 from evserver.config import ServerConfig
 from evserver.healthpage import health_response
 from evserver.http.events import Request
+from evserver.metrics import metrics_response
 from evserver.net.listener import (
     ACCEPT_BATCH,
     ACCEPT_PAUSE_SECONDS,
@@ -40,7 +41,7 @@ from evserver.net.tls import body_path
 from evserver.protocol import Handler, ServerProtocol
 from evserver.static import StaticHandler
 from evserver.stats import Stats
-from evserver.statspage import stats_response
+from evserver.statspage import stats_page_response
 
 RETIRE_GRACE_SECONDS = 1.0
 """After ``retire()``, how long an idle keep-alive connection is kept before it is closed: a
@@ -156,10 +157,14 @@ class BaseServer:
         return own if self.fleet_stats is None else self.fleet_stats(own)
 
     def _own_pages(self) -> dict[str, Callable[[Request], Response]]:
-        """The server's own pages by request target (``--stats-path``, ``--health-path``)."""
+        """The server's own pages by request target (``--stats-path``: JSON, or the live
+        dashboard to a browser; ``--metrics-path``: Prometheus text; ``--health-path``)."""
         pages: dict[str, Callable[[Request], Response]] = {}
         if self.config.stats_path:
-            pages[self.config.stats_path] = lambda request: stats_response(
+            pages[self.config.stats_path] = lambda request: stats_page_response(
+                request.headers.get("accept"), self.stats_snapshot)
+        if self.config.metrics_path:
+            pages[self.config.metrics_path] = lambda request: metrics_response(
                 self.stats_snapshot())
         if self.config.health_path:
             pages[self.config.health_path] = lambda request: health_response(self.draining)

@@ -17,7 +17,7 @@ How the modules fit (an arrow: "imports")::
              ├─> ranges       RFC 9110 14 Range: parsing, the single and multipart 206
              ├─> encodings    RFC 9110 12.5.3 Accept-Encoding: which coding; gzip with zlib
              ├─> headers      the operator's fields (-H, Cache-Control, CORS) and preflights
-             ├─> listing      a directory's HTML page
+             ├─> listing      a directory's listing: bounded scan, order, HTML or JSON
              ├─> media_types  file name -> Content-Type; which types are text worth compressing
              └─> refusals     Refusal (an error status) and the errno -> status table
 

@@ -39,6 +39,9 @@ Decisions (RFC 9110 leaves them to the server; those on request-targets are in
 - A directory without a trailing slash: 301 to the same path plus ``/`` and the original query
   (RFC 9110 15.4.2). With the slash: the first existing name of ``index_names``, else a listing,
   else (listing off) 403 as nginx does. A regular file with a trailing slash is 404.
+- A listing is HTML unless ``Accept`` prefers ``application/json`` (``evserver.http.negotiation``),
+  sorted as its query string asks (``evserver.static.listing``), with ``Vary: Accept`` and an
+  ETag that digests its body (see :meth:`StaticHandler._serve_listing`).
 - Range is honoured for GET only (RFC 9110 14.2: a server MUST ignore it for other methods), so
   HEAD with Range answers as a HEAD without Range (200).
 - Error pages are tiny HTML documents, or the operator's page for that status
@@ -81,6 +84,7 @@ the file has costs no system call more.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 import stat
@@ -91,6 +95,7 @@ from typing import Final
 from evserver.bodies import FileRegion, Response
 from evserver.http.errorpage import error_page
 from evserver.http.events import Request
+from evserver.http.negotiation import negotiate_media_type
 from evserver.http.response import serialize_fields
 from evserver.static.cache import (
     SMALL_FILE_CACHE_LIMIT,
@@ -103,7 +108,13 @@ from evserver.static.cache import (
 from evserver.static.conditions import NOT_MODIFIED, PRECONDITION_FAILED, evaluate_preconditions
 from evserver.static.encodings import PREFERENCE, SIDECAR_SUFFIXES, gzip_compress
 from evserver.static.headers import OperatorFields
-from evserver.static.listing import listing_page
+from evserver.static.listing import (
+    CONTENT_SECURITY_POLICY,
+    ListingOrder,
+    listing_html,
+    listing_json,
+    scan_directory,
+)
 from evserver.static.media_types import compressible, content_type_for
 from evserver.static.paths import (
     decode_path,
@@ -117,6 +128,10 @@ from evserver.static.refusals import Refusal, refusal_for_os_error
 
 _OPEN_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 """O_NONBLOCK: opening a FIFO for reading must not wait for a writer (it is then refused)."""
+
+_JSON: Final = "application/json"
+_LISTING_TYPES: Final = ("text/html", _JSON)
+"""A listing's representations, preferred first: a client that says nothing gets the page."""
 
 _ALLOW: Final = "GET, HEAD, OPTIONS"
 _ALLOW_FIELD: Final = serialize_fields([("Allow", _ALLOW)])
@@ -291,7 +306,7 @@ class StaticHandler:
             if not trailing_slash:
                 location = directory_location(names, query)
                 return self._redirect_to_directory(location, request.method == "HEAD")
-            return self._serve_directory(request, path, fs_path, names)
+            return self._serve_directory(request, path, fs_path, names, query)
         if not stat.S_ISREG(mode) or trailing_slash:
             _close_quietly(fd)
             raise Refusal(404)
@@ -493,7 +508,7 @@ class StaticHandler:
     # -- directories ----------------------------------------------------------------------------
 
     def _serve_directory(
-        self, request: Request, key: str, dir_fs_path: str, names: list[str]
+        self, request: Request, key: str, dir_fs_path: str, names: list[str], query: str
     ) -> Response:
         """A directory with a trailing slash: its index file, its listing, or 403."""
         for index_name in self._index_names:
@@ -519,21 +534,54 @@ class StaticHandler:
             )
         if not self._listing:
             raise Refusal(403)
+        return self._serve_listing(request, dir_fs_path, names, query)
+
+    def _serve_listing(
+        self, request: Request, dir_fs_path: str, names: list[str], query: str
+    ) -> Response:
+        """A folder's listing, as HTML or JSON (``Accept``), sorted as the query asks.
+
+        Validators: a strong ETag that is a digest of the body, so every representation (HTML or
+        JSON, each order) has its own and any change to a listed name, size or time changes it.
+        No ``Last-Modified``: a folder's mtime does not change when a file in it is rewritten, so
+        ``If-Modified-Since`` and ``If-Unmodified-Since`` are ignored (RFC 9110 13.1.3, 13.1.4:
+        no modification date is available); ``If-None-Match`` gives 304, ``If-Match`` 412.
+        Range is ignored (no ``Accept-Ranges``): the whole listing, 200.
+        """
+        headers = request.headers
+        as_json = negotiate_media_type(headers.get("accept"), _LISTING_TYPES) == _JSON
+        order = ListingOrder.from_query(query)
+        url_path = "/" + "".join(name + "/" for name in names if name)
         try:
             real_dir = dir_fs_path if self._follow_symlinks else os.path.realpath(dir_fs_path)
-            url_path = "/" + "".join(name + "/" for name in names if name)
-            body = listing_page(
-                real_dir, url_path, self._root, follow_symlinks=self._follow_symlinks,
-                hidden=None if self._dotfiles else hidden_name,
-            )
+            scan = scan_directory(real_dir, self._root, follow_symlinks=self._follow_symlinks,
+                                  hidden=None if self._dotfiles else hidden_name,
+                                  in_root=url_path == "/")
         except OSError as error:
             raise refusal_for_os_error(error, dir_fs_path) from None
-        fields = serialize_fields(
-            [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))]
-        ) + self._fields.success
+        if as_json:
+            body = listing_json(url_path, scan, order)
+            fields = [("Content-Type", "application/json")]
+        else:
+            body = listing_html(url_path, scan, order)
+            fields = [("Content-Type", "text/html; charset=utf-8"),
+                      ("Content-Security-Policy", CONTENT_SECURITY_POLICY)]
+        etag = f'"l-{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+        validators = [("ETag", etag), ("Vary", "Accept")]
+        if "if-match" in headers or "if-none-match" in headers:
+            tags_only: dict[str, str] = {name: headers[name]
+                                         for name in ("if-match", "if-none-match")
+                                         if name in headers}
+            outcome = evaluate_preconditions(tags_only, etag, 0, safe_method=True)
+            if outcome == NOT_MODIFIED:  # with the operator's fields, as a file's 304
+                return Response(304, serialize_fields(validators) + self._fields.success)
+            if outcome == PRECONDITION_FAILED:
+                raise Refusal(PRECONDITION_FAILED)
+        fields += [("Content-Length", str(len(body))), *validators]
+        head = serialize_fields(fields) + self._fields.success
         if request.method == "HEAD":
-            return Response(200, fields)
-        return Response(200, fields, (body,), len(body))
+            return Response(200, head)
+        return Response(200, head, (body,), len(body))
 
     # -- answering for a regular file ----------------------------------------------------------
 

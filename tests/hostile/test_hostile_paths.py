@@ -245,6 +245,9 @@ def test_listing_escapes_every_name(start_server: Callable[..., RunningServer],
     assert not {"script", "img", "b", "angle"} & set(parser.tags), parser.tags
     raw_hrefs = re.findall(rb'href="([^"]*)"', page)
     for href in raw_hrefs:  # links are percent-encoded: no quote, angle, space, CR/LF, colon
+        if href.startswith(b"?"):  # the column headings' sort links, which hold no name
+            assert re.fullmatch(rb"\?sort=(name|size|date)&amp;order=(asc|desc)", href), href
+            continue
         assert re.fullmatch(rb"[A-Za-z0-9%._~/-]*", href), href
     links = _links(page)
     for name in EVIL_NAMES:

@@ -172,13 +172,14 @@ def serve_folder(command: str, tmp_path: Path, serve: Callable[..., Server]) -> 
 def stats_endpoint(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
     """The README's two commands together: a server with the stats path, curl against it."""
     server_command = next(c for c in readme_commands() if "--stats-path" in c)
-    curl_command = next(c for c in readme_commands() if c.startswith("curl ") and "/-/stats" in c)
+    curl_command = next(c for c in readme_commands()
+                        if c.startswith("curl ") and c.endswith("/-/stats"))
     server = serve(server_command, cwd=user_folder(tmp_path))
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed (CI installs it)")
     done = run(argv_of(curl_command, **{"127.0.0.1:8000": f"127.0.0.1:{server.port}"}))
     stats = json.loads(done.stdout)
-    table = README.split("The stats endpoint")[1].split("Command line\n---")[0]
+    table = README.split("The stats endpoint")[1].split("**Prometheus.**")[0]
     documented = re.findall(r"^``(\w+)``(?:, ``(\w+)``)?", table, re.M)
     for names in documented:
         for name in filter(None, names):
@@ -205,6 +206,37 @@ def serve_https(command: str, tmp_path: Path, serve: Callable[..., Server]) -> N
                                  "cert.pem": files["cert.pem"]}))
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n"
+
+
+def metrics_endpoint(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """The README's server command and its metrics curl: Prometheus's parser reads every metric
+    the README's table documents (the threaded model's aside: this server is evented)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server_command = next(c for c in readme_commands() if "--metrics-path" in c)
+    server = serve(server_command, cwd=user_folder(tmp_path))
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (CI installs it)")
+    done = run(argv_of(command, **{"127.0.0.1:8000": f"127.0.0.1:{server.port}"}))
+    samples = {sample.name for family in text_string_to_metric_families(done.stdout)
+               for sample in family.samples}
+    table = README.split("**Prometheus.**")[1].split("With worker processes, each")[0]
+    rows = re.findall(r"^``(evserver_\w+)\W.*$", table, re.M)
+    documented = re.findall(r"^``(evserver_\w+)\W(?!.*threaded:).*$", table, re.M)
+    assert len(documented) > 10 and len(rows) > len(documented)
+    for name in documented:
+        assert name in samples, f"README documents {name!r}, the metrics path lacks it"
+
+
+def listing_as_json(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """The README's JSON listing of a user's folder, sorted by size, largest first."""
+    server = serve(".venv/bin/evserver -d " + str(user_folder(tmp_path)))
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (CI installs it)")
+    done = run(argv_of(command, **{"127.0.0.1:8000": f"127.0.0.1:{server.port}"}))
+    listing = json.loads(done.stdout)
+    assert [(entry["name"], entry["type"]) for entry in listing["entries"]] == [
+        ("notes", "directory"), ("index of things.html", "file"), ("hello.txt", "file")]
 
 
 def experiment(extra: str) -> Callable[[str, Path, Callable[..., Server]], None]:
@@ -339,8 +371,11 @@ COMMANDS: dict[str, Callable[..., None]] = {
     ".venv/bin/python tools/experiment.py compare --quick --locust-time 10 "
     "--locust-processes 2": experiment("--duration 1 --locust-time 4 --hold ''"),
     ".venv/bin/evserver -d /tmp/myfolder --workers auto --health-path /-/health": serve_folder,
-    ".venv/bin/evserver --stats-path /-/stats": stats_endpoint,
+    "curl -s -H 'Accept: application/json' 'http://127.0.0.1:8000/?sort=size&order=desc'":
+        listing_as_json,
+    ".venv/bin/evserver --stats-path /-/stats --metrics-path /-/metrics": stats_endpoint,
     "curl -s http://127.0.0.1:8000/-/stats": stats_endpoint,
+    "curl -s http://127.0.0.1:8000/-/metrics": metrics_endpoint,
     ".venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1 --model evented": fuzz_quick,
     ".venv/bin/python tools/experiment.py bench --repeat 5":
         experiment("--repeat 1 --duration 1 --idle-connections 50"),
@@ -360,7 +395,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
                                                          "tool.RUN_SECONDS = 0.01"),
 }
 
-FAST = (by_ci, make_folder, serve_folder, stats_endpoint, lab_list, serve_https)
+FAST = (by_ci, make_folder, serve_folder, stats_endpoint, metrics_endpoint, listing_as_json,
+        lab_list, serve_https)
 """Runners that take well under a second; the others run a tool for seconds or minutes."""
 
 

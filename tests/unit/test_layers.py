@@ -61,6 +61,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                            "evserver.servers"),
     "evserver.healthpage": ("socket", "ssl", "selectors", "threading", "evserver.http",
                             "evserver.net", "evserver.event", "evserver.servers"),
+    # The counters in Prometheus's format: a dict in, text out; nothing of HTTP but the body.
+    "evserver.metrics": ("socket", "ssl", "selectors", "threading", "evserver.http",
+                         "evserver.static", "evserver.protocol", "evserver.net", "evserver.event",
+                         "evserver.drivers", "evserver.servers", "evserver.stats"),
     # TLS is below the drivers: the conversation and the file handler never hear of it.
     "evserver.protocol": ("socket", "ssl", "selectors", "threading", "evserver.static",
                           "evserver.net", "evserver.event", "evserver.drivers",

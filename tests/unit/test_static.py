@@ -513,7 +513,7 @@ def test_listing_of_the_root(root: str) -> None:
     # directories first, then files, each by name; dotfiles listed
     assert hrefs.index("dirlink_in/") < hrefs.index("noindex/") < hrefs.index("sub/")
     assert hrefs.index("sub/") < hrefs.index(".hidden") < hrefs.index("empty.txt")
-    files = [unquote(h) for h in hrefs if not h.endswith("/")]
+    files = [unquote(h) for h in hrefs if not h.endswith("/") and not h.startswith("?")]
     assert files == sorted(files) and len(files) > 10
     # names escaped in text, percent-encoded in links
     assert "lt&lt;gt&gt;.txt" in page and 'href="lt%3Cgt%3E.txt"' in page
