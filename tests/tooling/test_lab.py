@@ -37,7 +37,7 @@ def test_list_shows_every_lab_with_its_question(capsys: pytest.CaptureFixture[st
     for each in LABS:
         assert re.search(rf"^{re.escape(each.name)} ", out, re.M), each.name
         assert each.question.split()[0] in out
-    assert len(LABS) == 8
+    assert len(LABS) == 9
 
 
 def test_an_unknown_lab_lists_the_known_ones_and_exits_2(
@@ -257,11 +257,26 @@ def lesson_open_loop(run: dict[str, Any]) -> None:
     assert sum(1 for r in timeline if r["latency_ms"] > 100) > 100
 
 
+def lesson_workers(run: dict[str, Any]) -> None:
+    points = run["points"]
+    assert {p["server"] for p in points} >= {"single", "inherited x1", "exclusive x2",
+                                              "reuseport x2"}
+    assert all(p["requests_per_cpu_second"] for p in points)
+    assert all(p["accepted"] is None for p in points if p["server"] == "single")
+    for p in points:
+        if p["server"] != "single":
+            assert len(p["accepted"]) == p["workers"], p["accepted"]
+        if p["close"] and p["server"] != "single":  # a connection per request, all counted
+            assert p["accepted_total"] >= p["requests"], p
+    spread = [p["accepted"] for p in points if p["server"] == "reuseport x2" and not p["close"]]
+    assert spread and all(min(counts) > 0 for counts in spread), spread  # 64 over two hashes
+
+
 LESSONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "nagle": lesson_nagle, "selectors": lesson_selectors, "models": lesson_models,
     "head-of-line": lesson_head_of_line, "sendfile": lesson_sendfile,
     "keep-alive": lesson_keep_alive, "backpressure": lesson_backpressure,
-    "open-loop": lesson_open_loop,
+    "open-loop": lesson_open_loop, "workers": lesson_workers,
 }
 
 
