@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="access log format (default common)")
     p.add_argument("--stats-path", metavar="PATH",
                    help="serve counters as JSON at this path, e.g. /-/stats (default off)")
+    p.add_argument("--health-path", metavar="PATH",
+                   help="answer 200 'ok' at this path while serving and 503 once a graceful "
+                   "stop has begun, for a load balancer's health check, e.g. /-/health "
+                   "(default off)")
     p.add_argument("--trace", nargs="?", const="-", metavar="FILE",
                    help="evented model only: one line per event-loop iteration (poll time, "
                    "ready descriptors) and one per event (accept, read, write, timer), to FILE "
@@ -137,8 +141,11 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         parser.error(f"-d/--directory: {args.directory!r} is not a folder")
     if args.selector != "auto" and args.selector not in available_selectors():
         parser.error(f"--selector {args.selector} is not available on this system")
-    if args.stats_path is not None and not args.stats_path.startswith("/"):
-        parser.error("--stats-path must start with '/'")
+    for option, path in (("--stats-path", args.stats_path), ("--health-path", args.health_path)):
+        if path is not None and not path.startswith("/"):
+            parser.error(f"{option} must start with '/'")
+    if args.health_path is not None and args.health_path == args.stats_path:
+        parser.error("--health-path and --stats-path must differ")
     if args.index and any("/" in name or name in ("", ".", "..") for name in args.index):
         parser.error("--index takes a plain file name")
     if args.trace is not None:
@@ -174,6 +181,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         access_log=args.access_log,
         log_format=args.log_format,
         stats_path=args.stats_path,
+        health_path=args.health_path,
         limits=ParserLimits(max_body=args.max_body),
         verbose=args.verbose,
         trace=args.trace,

@@ -70,6 +70,8 @@ class ServerConfig:
     """Where access log lines go: ``"-"`` for standard error, a file name, or ``None`` for none."""
     log_format: str = "common"
     stats_path: str | None = None
+    health_path: str | None = None
+    """Where the health page answers (200 while serving, 503 once a drain has begun), or None."""
     limits: ParserLimits = field(default=DEFAULT_LIMITS)
     verbose: bool = False
     """Debug log lines on (the command line sets the logging level from it)."""

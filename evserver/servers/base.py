@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import resource
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from evserver import SERVER_NAME
 from evserver.accesslog import AccessLog
 from evserver.bodies import Response
 from evserver.config import ServerConfig
+from evserver.healthpage import health_response
 from evserver.http.events import Request
 from evserver.net.listener import (
     ACCEPT_BATCH,
@@ -48,7 +50,10 @@ class BaseServer:
             follow_symlinks=config.follow_symlinks)
         self.static_handler = static if isinstance(static, StaticHandler) else None
         """The file handler when it is ours (a model may tune it: ``check_round``)."""
-        self.handler: Handler = self._with_stats_page(static) if config.stats_path else static
+        self.draining = False
+        """True from the moment a graceful stop begins: the health page answers 503 from then."""
+        pages = self._own_pages()
+        self.handler: Handler = self._with_own_pages(static, pages) if pages else static
         self.access_log = None if config.quiet else AccessLog.open(config.access_log,
                                                                    config.log_format)
         self.listener: socket.socket = open_listener(config.host, config.port, config.backlog)
@@ -99,12 +104,26 @@ class BaseServer:
         """Model-specific figures for the stats page (threads, loop counters...)."""
         return {}
 
-    def _with_stats_page(self, handler: Handler) -> Handler:
-        stats_path = self.config.stats_path
+    def _own_pages(self) -> dict[str, Callable[[Request], Response]]:
+        """The server's own pages by request target (``--stats-path``, ``--health-path``)."""
+        pages: dict[str, Callable[[Request], Response]] = {}
+        if self.config.stats_path:
+            pages[self.config.stats_path] = lambda request: stats_response(
+                self.stats.snapshot(**self.stats_extra()))
+        if self.config.health_path:
+            pages[self.config.health_path] = lambda request: health_response(self.draining)
+        return pages
+
+    def _with_own_pages(self, handler: Handler,
+                        pages: dict[str, Callable[[Request], Response]]) -> Handler:
+        """``handler``, with ``pages`` answered first: one dictionary lookup per request, and
+        only when an own page is configured (without one, the handler is called directly)."""
+        page = pages.get
 
         def handle(request: Request) -> Response:
-            if request.target == stats_path:
-                return stats_response(self.stats.snapshot(**self.stats_extra()))
+            own = page(request.target)
+            if own is not None:
+                return own(request)
             return handler(request)
 
         return handle

@@ -220,6 +220,7 @@ class BlockingServer(BaseServer):
         if self._stopping:
             self._force("second shutdown request")
             return
+        self.draining = True
         self._stopping = True
         self.wake()
         self._shut_live(socket.SHUT_RD, spare_mid_request=True)

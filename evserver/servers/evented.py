@@ -119,6 +119,7 @@ class EventedServer(BaseServer):
     def _on_shutdown_request(self) -> None:
         self._shutdown_level += 1
         if self._shutdown_level == 1:
+            self.draining = True
             self._watch_listener(False)
             self.log.info("shutting down: %d connection(s) to drain", len(self.connections))
             for connection in list(self.connections):

@@ -112,6 +112,42 @@ def test_a_graceful_stop_lets_a_request_being_received_finish(server: RunningSer
     assert not server.thread.is_alive()
 
 
+def test_the_health_page_says_ok_while_serving(start_server: Callable[..., RunningServer],
+                                               model_name: tuple[str, str]) -> None:
+    model, selector = model_name
+    server = start_server(model=model, selector=selector, health_path="/-/health")
+    conn = connect(server)
+    for method in ("GET", "HEAD"):
+        conn.request(method, "/-/health")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read() == (b"ok\n" if method == "GET" else b"")
+        assert response.getheader("Cache-Control") == "no-store"
+        assert response.getheader("Content-Type") == "text/plain; charset=utf-8"
+    conn.request("GET", "/-/health?x")  # the page is exactly its path, like the stats page
+    assert conn.getresponse().status == 404
+
+
+def test_the_health_page_says_503_once_a_drain_begins(start_server: Callable[..., RunningServer],
+                                                      model_name: tuple[str, str]) -> None:
+    """A balancer checking health during the drain learns it before connections are refused."""
+    model, selector = model_name
+    server = start_server(model=model, selector=selector, health_path="/-/health")
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"GET /-/health HTTP/1.1\r\nHost: t\r\n")  # the head, but its end
+        wait_until(lambda: _receiving_a_request(server), "the server holds the partial head")
+        assert not server.server.draining
+        server.server.shutdown()
+        wait_until(lambda: server.server.draining, "the drain has begun")
+        sock.sendall(b"\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nCache-Control: no-store\r\n" in reply and reply.endswith(b"\r\n\r\ndraining\n")
+    server.thread.join(10)
+    assert not server.thread.is_alive()
+
+
 def test_urllib_follows_the_folder_redirect_and_gets_the_index(server: RunningServer) -> None:
     (server.root / "sub" / "index.html").write_text("sub index\n")
     with urllib.request.urlopen(server.url("/sub"), timeout=10) as response:

@@ -54,6 +54,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                               "evserver.static.listing", "evserver.static.refusals"),
     "evserver.statspage": ("socket", "selectors", "threading", "evserver.net", "evserver.event",
                            "evserver.servers"),
+    "evserver.healthpage": ("socket", "selectors", "threading", "evserver.http", "evserver.net",
+                            "evserver.event", "evserver.servers"),
     "evserver.protocol": ("socket", "selectors", "threading", "evserver.static", "evserver.net",
                           "evserver.event", "evserver.drivers", "evserver.servers"),
     "evserver.event": ("threading", "evserver.http", "evserver.protocol", "evserver.static",
