@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.servers import RunningServer
 from tools import experiment, lab, openloop, plots
-from tools.labs import BY_NAME, LABS, base, open_closed
+from tools.labs import BY_NAME, LABS, base, open_closed, workers
 
 ROOT = next(folder for folder in Path(__file__).resolve().parents
             if (folder / "setup.cfg").exists())
@@ -143,6 +143,20 @@ def test_generic_figures_are_written(tmp_path: Path) -> None:
                                                    {"a": [1.0, None], "b": [2.0, 40.0]},
                                                    logy=True)], "title", quick=False)
     assert Path(lines).stat().st_size > 1000 and Path(bars).stat().st_size > 1000
+
+
+def test_accepts_per_worker_are_counted_between_two_readings() -> None:
+    before = {"workers": [{"index": 0, "pid": 10, "accepted": 5},
+                          {"index": 1, "pid": 11, "accepted": 7}]}
+    after = {"workers": [{"index": 1, "pid": 11, "accepted": 40},
+                         {"index": 0, "pid": 12, "accepted": 30}]}  # worker 0 was replaced
+    assert workers.accepted_during(before, after) == [30, 33]
+    assert workers.accepted_during(before, {"requests": 1}) is None  # a single process
+    assert workers.spread_pct([30, 34]) == pytest.approx(6.2, abs=0.1)
+    assert workers.spread_pct([64, 0]) == 100.0
+    assert workers.spread_pct([0, 0]) is None
+    points = [{"case": "c", "server": "s", "accepted": counts} for counts in ([10, 30], [30, 30])]
+    assert workers.summed_shares(points, "c", "s") == [40.0, 60.0]
 
 
 @pytest.fixture

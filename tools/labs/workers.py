@@ -126,8 +126,8 @@ def accepted_during(before: dict[str, Any] | None,
     counts = []
     for row in sorted(after["workers"], key=lambda r: r["index"]):
         old = earlier.get(row["index"])
-        same = old is not None and old.get("pid") == row.get("pid")
-        counts.append(row["accepted"] - (old["accepted"] if same else 0))
+        since = old["accepted"] if old is not None and old.get("pid") == row.get("pid") else 0
+        counts.append(row["accepted"] - since)
     return counts
 
 
