@@ -22,9 +22,10 @@ The design in one picture. Each folder answers "what does this code know about?"
 - ``drivers/``: how bytes move between one socket and its protocol: ``evented`` (callbacks from
   the reactor, never blocking) and ``blocking`` (recv and send with kernel timeouts).
 - ``servers/``: concurrency only: iterative, threaded and evented, one sentence each (see
-  ``servers/__init__.py``). Worker processes (a master forking N of any model) will live here
-  too, since they are one more way of running the same drivers. Only this layer may use
-  threads, ``fork`` or signals.
+  ``servers/__init__.py``), and worker processes (``master``: a process forking N servers of any
+  model and supervising them; ``worker``: a worker's life; ``fleet``: the memory they share),
+  one more way of running the same drivers. Only this layer may use threads, ``fork`` or
+  signals.
 - ``cli``, ``config``, ``accesslog``, ``stats``, ``statspage``: thin edges (argv, settings, log
   lines, counters).
 """

@@ -15,21 +15,31 @@ and written with one ``write`` when the server calls ``flush()`` (the evented lo
 :data:`FLUSH_LINES` are waiting or about once a second, blocking drivers about once a second) or
 when :data:`MAX_PENDING_LINES` pile up. Escaping follows nginx: ``"``, ``\\``, non-printable and
 non-ASCII characters become ``\\xHH`` so a client cannot forge log lines.
+
+Several processes, one log (worker processes): lines from different workers never interleave
+within a line, because every ``write`` holds whole lines only and the kernel keeps each write in
+one piece. A file is opened with ``O_APPEND`` by each worker: every write lands at the end of the
+file, whole, whatever the others write (Linux appends under the file's lock), and a flush is one
+``write``. A pipe or a socket (standard error under a supervisor, ``2>&1 | tee``) keeps a write in
+one piece only up to ``PIPE_BUF`` bytes (POSIX), so a flush there is cut at line ends into writes
+of at most that much (a single line longer than that goes alone). A terminal, or a file the shell
+opened for standard error (``2>log``, shared by every worker), takes each flush in one ``write``.
+No Python buffer sits in between: ``flush()`` hands the bytes to ``os.write`` itself.
 """
 
 from __future__ import annotations
 
+import os
+import select
+import stat
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # only for annotations: the log reads a request, it does not need the parser
     from evserver.http.events import Request
 
 LOG_FORMATS = ("common", "combined")
-
-LOG_BUFFER_SIZE = 64 * 1024
-"""Bytes buffered before a write; a burst of 1 KiB requests then costs one write per ~600 lines."""
 
 MAX_PENDING_LINES = 4096
 """Lines kept in memory before they are written whatever the server's flush policy (about
@@ -47,6 +57,13 @@ MAX_MEMO_LINES = 1024
 """Distinct lines remembered per second (at most a few hundred KiB with their keys): the hot
 (client, request) pairs of a busy second; past it lines are formatted each time."""
 
+ATOMIC_WRITE_BYTES = select.PIPE_BUF
+"""The largest write a pipe keeps in one piece when several processes write to it (POSIX's
+PIPE_BUF: 4096 bytes on Linux); a stream socket gives no more."""
+
+LOG_FILE_MODE = 0o666
+"""Permissions of a new log file before the umask, as ``open(..., "a")`` gives."""
+
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -62,10 +79,66 @@ def _escape(text: str) -> str:
                    else f"\\x{ord(ch):02X}" if ord(ch) < 0x100 else ch for ch in text)
 
 
-class AccessLog:
-    """Formats records and writes them to a text stream. Not thread-safe by itself."""
+class LineStream(Protocol):
+    """Where lines go: a text stream (``io.StringIO`` in tests) or :class:`LineWriter`."""
 
-    def __init__(self, stream: TextIO, log_format: str = "common", owns_stream: bool = False):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LineWriter:
+    """Whole lines to a file descriptor with ``os.write``: one write per call for a file or a
+    terminal, writes of at most ``ATOMIC_WRITE_BYTES`` cut at line ends for a pipe or a socket
+    (see the module docstring). Text is UTF-8; what cannot be encoded is backslash-escaped."""
+
+    def __init__(self, fd: int, owns_fd: bool = False) -> None:
+        self.fd = fd
+        self._owns_fd = owns_fd
+        mode = os.fstat(fd).st_mode
+        self.piece_limit = (ATOMIC_WRITE_BYTES if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+                            else None)
+        """The most bytes one write may carry, or None for no limit."""
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8", "backslashreplace")
+        limit = self.piece_limit
+        if limit is None or len(data) <= limit:
+            self._write_all(data)
+            return len(text)
+        view = memoryview(data)
+        start = 0
+        while start < len(data):
+            end = len(data)
+            if end - start > limit:
+                end = data.rfind(b"\n", start, start + limit) + 1
+                if end <= start:  # one line longer than the limit: it goes alone
+                    end = data.find(b"\n", start) + 1 or len(data)
+            self._write_all(view[start:end])
+            start = end
+        return len(text)
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        """Write it all: more than one write only after a short write (a full disk, a signal),
+        where nothing could keep it whole anyway."""
+        while data:
+            data = data[os.write(self.fd, data):]
+
+    def flush(self) -> None:
+        """Nothing waits here: every ``write`` reached the kernel."""
+
+    def close(self) -> None:
+        if self._owns_fd:
+            self._owns_fd = False
+            os.close(self.fd)
+
+
+class AccessLog:
+    """Formats records and writes them to a stream. Not thread-safe by itself."""
+
+    def __init__(self, stream: LineStream, log_format: str = "common", owns_stream: bool = False):
         if log_format not in LOG_FORMATS:
             raise ValueError(f"unknown log format {log_format!r} (choose common or combined)")
         self._stream = stream
@@ -85,14 +158,13 @@ class AccessLog:
         if destination is None:
             return None
         if destination == "-":
-            # sys.stderr is line-buffered (one write per line); a private buffered writer on the
-            # same descriptor lets flush() decide when lines go out.
+            # sys.stderr is line-buffered (one write per line); writing its descriptor directly
+            # lets flush() decide when lines go out.
             sys.stderr.flush()
-            stream = open(sys.stderr.fileno(), "w", encoding="utf-8",  # noqa: SIM115
-                          buffering=LOG_BUFFER_SIZE, closefd=False)
-            return cls(stream, log_format, owns_stream=True)
-        stream = open(destination, "a", encoding="utf-8", buffering=LOG_BUFFER_SIZE)  # noqa: SIM115
-        return cls(stream, log_format, owns_stream=True)
+            return cls(LineWriter(sys.stderr.fileno()), log_format, owns_stream=True)
+        fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     LOG_FILE_MODE)
+        return cls(LineWriter(fd, owns_fd=True), log_format, owns_stream=True)
 
     def _timestamp(self, when: float) -> str:
         second = int(when)

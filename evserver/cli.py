@@ -6,7 +6,11 @@ it must not know: how anything is served. Options shared with ``python -m http.s
 
 Exit statuses: 0 after a graceful stop (SIGINT or SIGTERM), 2 for bad arguments (one line on
 standard error, like every Unix tool), 1 when the server cannot start (port in use, no
-permission), 128+N when a second signal N forces an immediate exit.
+permission; with ``--workers``, a worker that fails to start again and again), 128+N when a
+second signal N forces an immediate exit.
+
+With ``--workers`` this process becomes the master (``evserver.servers.master``): it binds, forks
+the workers and supervises them; signals then mean what the master's docstring says.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 from types import FrameType
 from typing import NoReturn
@@ -22,7 +27,7 @@ from typing import NoReturn
 from evserver import __version__, config
 from evserver.accesslog import LOG_FORMATS
 from evserver.config import ServerConfig
-from evserver.event.reactor import available_selectors
+from evserver.event.reactor import available_selectors, exclusive_registration_available
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
 
 
@@ -36,6 +41,17 @@ class _OneLineParser(argparse.ArgumentParser):
 def _positive_int(text: str) -> int:
     if not text.isdigit() or not text.isascii() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return min(config.available_cores(), config.MAX_WORKERS)
+    if not text.isdigit() or not text.isascii() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number or 'auto', got {text!r}")
+    if int(text) > config.MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"at most {config.MAX_WORKERS} workers, got {text}")
     return int(text)
 
 
@@ -71,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="concurrency model (default evented)")
     p.add_argument("--selector", choices=config.SELECTORS, default="auto",
                    help="readiness API of the evented model (default auto: epoll on Linux)")
+    p.add_argument("--workers", type=_workers, default=0, metavar="N|auto",
+                   help="run N worker processes of the model under a master process that "
+                   "supervises them ('auto': one per core; default: one process, no master)")
+    p.add_argument("--port-sharing", choices=config.PORT_SHARING_MODES, metavar="MODE",
+                   help="how the workers share the port: reuseport (a socket each, the kernel "
+                   "spreads connections), inherited (one socket, every idle worker woken), "
+                   f"exclusive (one socket, EPOLLEXCLUSIVE) (default "
+                   f"{config.DEFAULT_PORT_SHARING})")
     p.add_argument("--index", action="append", metavar="NAME",
                    help="index file name of a folder, may repeat (default index.html)")
     p.add_argument("--no-listing", action="store_true",
@@ -146,6 +170,10 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
             parser.error(f"{option} must start with '/'")
     if args.health_path is not None and args.health_path == args.stats_path:
         parser.error("--health-path and --stats-path must differ")
+    if args.workers:
+        _check_workers(parser, args)
+    elif args.port_sharing is not None:
+        parser.error("--port-sharing shares the port between worker processes: give --workers")
     if args.index and any("/" in name or name in ("", ".", "..") for name in args.index):
         parser.error("--index takes a plain file name")
     if args.trace is not None:
@@ -166,6 +194,8 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         port=args.port,
         model=args.model,
         selector=args.selector,
+        workers=args.workers,
+        port_sharing=args.port_sharing or config.DEFAULT_PORT_SHARING,
         index_names=tuple(args.index) if args.index else ("index.html",),
         listing=not args.no_listing,
         follow_symlinks=args.follow_symlinks,
@@ -190,19 +220,47 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
     )
 
 
+def _check_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What ``--workers`` cannot be combined with, each refused in one line."""
+    sharing = args.port_sharing or config.DEFAULT_PORT_SHARING
+    if sharing == "exclusive":
+        selector = args.selector if args.model == "evented" else "auto"
+        if not exclusive_registration_available(selector):
+            parser.error("--port-sharing exclusive needs epoll's EPOLLEXCLUSIVE (Linux): "
+                         "with the evented model, --selector epoll (or auto)")
+    if sharing == "reuseport" and not hasattr(socket, "SO_REUSEPORT"):
+        parser.error("--port-sharing reuseport needs SO_REUSEPORT, which this system lacks")
+    if args.trace is not None:
+        parser.error("--trace follows one event loop; with --workers every worker would "
+                     "write into it")
+
+
+def _cannot_listen(cfg: ServerConfig, error: OSError) -> int:
+    where = f"{cfg.host or '*'}:{cfg.port}"
+    print(f"evserver: cannot listen on {where}: {error.strerror or error}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     level = logging.DEBUG if cfg.verbose else logging.WARNING if cfg.quiet else logging.INFO
-    logging.basicConfig(level=level,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    # Under a master every process logs to the same standard error: say which one speaks.
+    who = "%(name)s[%(process)d]" if cfg.workers else "%(name)s"
+    logging.basicConfig(level=level, format=f"%(asctime)s {who}: %(message)s", stream=sys.stderr)
+    if cfg.workers:
+        from evserver.servers.master import Master
+
+        try:
+            master = Master(cfg)
+        except OSError as error:
+            return _cannot_listen(cfg, error)
+        return master.run()
     from evserver.servers import make_server
 
     try:
         server = make_server(cfg)
     except OSError as error:
-        where = f"{cfg.host or '*'}:{cfg.port}"
-        print(f"evserver: cannot listen on {where}: {error.strerror or error}", file=sys.stderr)
-        return 1
+        return _cannot_listen(cfg, error)
     signals_seen = 0
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -7,6 +7,7 @@ nothing reads global state.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from evserver.event.reactor import SELECTOR_NAMES
@@ -42,6 +43,25 @@ DEFAULT_SEND_TIMEOUT = 30.0
 DEFAULT_DRAIN_TIMEOUT = 10.0
 """Seconds graceful shutdown waits for responses in flight before closing what remains."""
 
+PORT_SHARING_MODES = ("reuseport", "inherited", "exclusive")
+"""How worker processes share the port (``evserver.servers.master`` explains each)."""
+
+DEFAULT_PORT_SHARING = "reuseport"
+"""The kernel spreads connections evenly, no worker wakes for another's, and a worker replaced
+(crash, hang, reload) takes over its predecessor's socket and queue: nothing is reset."""
+
+MAX_WORKERS = 256
+"""Worker processes at most: the master's shared board has room for this many (and their
+successors during a reload); far more than the cores of any machine this server will run on."""
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity: ``taskset``, a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -69,6 +89,10 @@ class ServerConfig:
     access_log: str | None = "-"
     """Where access log lines go: ``"-"`` for standard error, a file name, or ``None`` for none."""
     log_format: str = "common"
+    workers: int = 0
+    """Worker processes under a master (``--workers``); 0 runs the server in this process."""
+    port_sharing: str = DEFAULT_PORT_SHARING
+    """How the workers share the port: one of ``PORT_SHARING_MODES``."""
     stats_path: str | None = None
     health_path: str | None = None
     """Where the health page answers (200 while serving, 503 once a drain has begun), or None."""

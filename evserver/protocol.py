@@ -192,6 +192,11 @@ class ServerProtocol:
         not its idle timeout."""
         return self._parser.mid_request
 
+    def replace_handler(self, handler: Handler) -> None:
+        """Answer the requests to come with ``handler`` (a server handing over to a successor
+        gives every conversation one that closes the connection after its response)."""
+        self._handler = handler
+
     # -- what the driver tells -------------------------------------------------------------
 
     def receive(self, data: bytes) -> list[Item]:

@@ -15,10 +15,10 @@ from typing import Any
 class Stats:
     """Counters for one server process. ``count_response`` is called once per response."""
 
-    __slots__ = ("accept_pauses", "body_bytes", "connections_open", "connections_refused",
-                 "connections_total", "loop_iterations", "model", "poll_seconds", "requests",
-                 "selector", "sendfile_bytes", "started", "status_classes", "timeouts",
-                 "work_seconds")
+    __slots__ = ("accept_pauses", "accepted", "body_bytes", "connections_open",
+                 "connections_refused", "connections_total", "loop_iterations", "model",
+                 "poll_seconds", "requests", "selector", "sendfile_bytes", "started",
+                 "status_classes", "timeouts", "work_seconds")
 
     def __init__(self, model: str = "", selector: str = "") -> None:
         self.model = model
@@ -32,6 +32,9 @@ class Stats:
         self.body_bytes = 0
         self.sendfile_bytes = 0
         self.accept_pauses = 0
+        self.accepted = 0
+        """Connections ``accept()`` handed this process: its share of the port, which only a
+        worker's row of the stats shows (a single process takes every connection)."""
         self.timeouts = {"header": 0, "idle": 0, "send": 0}
         self.loop_iterations = 0
         self.poll_seconds = 0.0

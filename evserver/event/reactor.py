@@ -31,11 +31,23 @@ Invariants:
   they only append to a deque and write one byte to a socketpair (the self-pipe trick).
 - ``select()`` cannot watch descriptors >= FD_SETSIZE (1024); ``fd_limit`` says so, and the
   server refuses such connections instead of registering them.
+
+``EPOLLEXCLUSIVE`` (:func:`register_exclusive`): several processes watching one listening socket
+are all woken by each new connection (the thundering herd) unless each registers it with this
+flag, which makes the kernel wake one waiting epoll per event. ``selectors`` has no way to pass
+it, so the descriptor is registered through the selector (its table of keys, so ``select()``
+reports it as usual) and then re-registered with the flag on the ``select.epoll`` object the
+selector wraps. It has to be the loop's own epoll: an epoll holding the listener, itself watched
+by the loop's epoll, does not work, since the kernel stops at the first epoll that has a task
+blocked in ``epoll_wait`` on it, and a nested one never has (it is polled), so every nested one
+is woken and the herd is back. A descriptor registered so must not be ``modify()``-ed
+(``EPOLL_CTL_MOD`` refuses the flag): unregister it and register it again.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import selectors
 import socket
 import time
@@ -86,6 +98,32 @@ def make_selector(name: str) -> selectors.BaseSelector:
     return selector
 
 
+def exclusive_registration_available(selector: str) -> bool:
+    """Whether ``register_exclusive`` works with a selector of that name (``auto``: the default)."""
+    if not hasattr(select, "EPOLLEXCLUSIVE") or not hasattr(selectors, "EpollSelector"):
+        return False
+    return selector == "epoll" or (selector == "auto"
+                                   and selectors.DefaultSelector is selectors.EpollSelector)
+
+
+def register_exclusive(selector: selectors.BaseSelector, fileobj: Any, data: Any) -> None:
+    """Watch ``fileobj`` for reading with ``EPOLLEXCLUSIVE`` (see the module docstring).
+
+    Raises ``ValueError`` for a selector other than epoll, ``OSError`` where the kernel refuses
+    the flag (Linux before 4.5).
+    """
+    poller = getattr(selector, "_selector", None)  # the select.epoll an EpollSelector wraps
+    if not isinstance(selector, getattr(selectors, "EpollSelector", ())) or poller is None:
+        raise ValueError("EPOLLEXCLUSIVE needs the epoll selector")
+    key = selector.register(fileobj, selectors.EVENT_READ, data)
+    try:
+        poller.unregister(key.fd)
+        poller.register(key.fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+    except BaseException:
+        selector.unregister(fileobj)
+        raise
+
+
 def selector_name(selector: selectors.BaseSelector) -> str:
     """The short name of a selector object ("epoll" for an EpollSelector)."""
     for name, cls in _SELECTOR_CLASSES.items():
@@ -126,6 +164,11 @@ class Reactor:
     def register(self, fileobj: Any, events: int, callback: EventCallback) -> None:
         """Call ``callback(mask)`` whenever ``fileobj`` (a socket or an fd) is ready."""
         self._selector.register(fileobj, events, callback)
+
+    def register_exclusive(self, fileobj: Any, callback: EventCallback) -> None:
+        """Call ``callback(mask)`` when ``fileobj`` is readable, woken alone among the processes
+        watching it (``EPOLLEXCLUSIVE``, epoll only); never ``modify()`` it."""
+        register_exclusive(self._selector, fileobj, callback)
 
     def modify(self, fileobj: Any, events: int, callback: EventCallback) -> None:
         """Change what is watched (a system call for epoll and poll: call only on change)."""

@@ -7,6 +7,11 @@ that mean "out of resources". What it must not know: HTTP, selectors, how connec
 Choices:
 
 - ``SO_REUSEADDR``: a restarted server can bind while old connections sit in TIME_WAIT.
+- ``SO_REUSEPORT`` only when asked (``reuse_port``): worker processes each listening on their own
+  socket of one port, the kernel spreading new connections over them (``evserver.servers.master``).
+  Every socket of such a group must set it; a socket without it cannot join, so a probe that binds
+  without it (``backlog=None``: bound, never listening, closed at once) tells whether anybody
+  holds the port at all.
 - No host: one dual-stack socket on ``::`` with ``IPV6_V6ONLY`` cleared, so IPv4 clients arrive as
   ``::ffff:a.b.c.d``; where the kernel has no IPv6, ``0.0.0.0`` instead.
 - An explicit backlog (socketserver's default of 5 silently drops connections under load; the
@@ -52,34 +57,43 @@ _NO_IPV6_ERRNOS = frozenset({errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPRO
 """socket()/bind() failures on ``::`` meaning this host has no usable IPv6."""
 
 
-def _bound(family: int, address: tuple[object, ...], backlog: int,
-           dual_stack: bool = False) -> socket.socket:
+def _bound(family: int, address: tuple[object, ...], backlog: int | None,
+           dual_stack: bool = False, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if dual_stack:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(address)
-        sock.listen(backlog)
+        if backlog is not None:
+            sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def open_listener(host: str | None, port: int, backlog: int) -> socket.socket:
-    """A bound, listening socket (still blocking: the caller decides)."""
+def open_listener(host: str | None, port: int, backlog: int | None, *,
+                  reuse_port: bool = False) -> socket.socket:
+    """A bound, listening socket (still blocking: the caller decides).
+
+    ``backlog=None``: bound but not listening (a probe: it holds the address and takes no
+    connection). ``reuse_port``: with ``SO_REUSEPORT``, to join the other sockets of the port.
+    """
     if host is None:
         if socket.has_ipv6:
             try:
-                return _bound(socket.AF_INET6, ("::", port), backlog, dual_stack=True)
+                return _bound(socket.AF_INET6, ("::", port), backlog, dual_stack=True,
+                              reuse_port=reuse_port)
             except OSError as error:
                 if error.errno not in _NO_IPV6_ERRNOS:
                     raise
-        return _bound(socket.AF_INET, ("0.0.0.0", port), backlog)
+        return _bound(socket.AF_INET, ("0.0.0.0", port), backlog, reuse_port=reuse_port)
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, address = infos[0]
-    return _bound(family, address, backlog)
+    return _bound(family, address, backlog, reuse_port=reuse_port)
 
 
 def accept_error_kind(error: OSError) -> str:

@@ -4,6 +4,13 @@ What this module knows: how to assemble the pieces a server needs from a ``Serve
 it must not know: how connections are driven (that is each model's only job). Keeping all of this
 here is what makes the comparison between models fair: same listener options, same handler, same
 limits, same access log.
+
+Seams for worker processes (``evserver.servers.master`` and ``worker``), all unused by a server
+running alone: the listener may be handed in (the master opened it before forking);
+``exclusive_accept`` asks the model to watch it with ``EPOLLEXCLUSIVE``; ``retire()`` hands over
+to a successor (every later response says ``Connection: close``, idle connections get
+``RETIRE_GRACE_SECONDS`` before they are closed); ``fleet_stats`` turns this process's counters
+into the whole fleet's for the stats page.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import logging
 import resource
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from evserver import SERVER_NAME
@@ -34,6 +41,30 @@ from evserver.static import StaticHandler
 from evserver.stats import Stats
 from evserver.statspage import stats_response
 
+RETIRE_GRACE_SECONDS = 1.0
+"""After ``retire()``, how long an idle keep-alive connection is kept before it is closed: a
+client busy on it sends its next request well within a second and is answered with
+``Connection: close`` (so it moves to a successor without a failed request); a client idle that
+long is closed, and a request racing that close is the one a client retries (RFC 9112 9.3.1)."""
+
+FleetStats = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns one worker's stats snapshot into the fleet's (the sum, and a row per worker)."""
+
+
+def closing_handler(handler: Handler) -> Handler:
+    """``handler``, with every response marked to end its connection (``Connection: close``).
+
+    For a server handing over to a successor: the client learns from the response itself that
+    the connection ends, instead of finding it closed while a request may be on its way. The
+    response is copied, never changed: a handler may hand out one object many times.
+    """
+    def handle(request: Request) -> Response:
+        response = handler(request)
+        return Response(response.status, response.fields, response.body, response.body_length,
+                        close=True)
+
+    return handle
+
 
 class BaseServer:
     """A bound listener plus everything needed to serve a connection. Subclasses drive it."""
@@ -41,7 +72,7 @@ class BaseServer:
     model = "base"
 
     def __init__(self, config: ServerConfig, *, handler: Handler | None = None,
-                 selector_name: str = "") -> None:
+                 selector_name: str = "", listener: socket.socket | None = None) -> None:
         self.config = config
         self.log = logging.getLogger(f"evserver.{self.model}")
         self.stats = Stats(self.model, selector_name)
@@ -56,8 +87,17 @@ class BaseServer:
         self.handler: Handler = self._with_own_pages(static, pages) if pages else static
         self.access_log = None if config.quiet else AccessLog.open(config.access_log,
                                                                    config.log_format)
-        self.listener: socket.socket = open_listener(config.host, config.port, config.backlog)
+        self.listener: socket.socket = listener if listener is not None else open_listener(
+            config.host, config.port, config.backlog)
         self.address: tuple[str, int] = self.listener.getsockname()[:2]
+        self.exclusive_accept = False
+        """Watch the listener with ``EPOLLEXCLUSIVE`` (set before ``serve_forever``)."""
+        self.take_queue_on_retire = False
+        """On ``retire()``, accept what waits in the listener's queue, then close it: for a
+        socket of its own (``SO_REUSEPORT``) that may be closed for good, whose queued
+        connections the kernel would otherwise reset."""
+        self.fleet_stats: FleetStats | None = None
+        """Set in a worker process: the stats page shows the fleet instead of this process."""
 
     def new_protocol(self, peer: str) -> ServerProtocol:
         """The conversation for one new connection from ``peer`` (its address, for the log)."""
@@ -89,10 +129,12 @@ class BaseServer:
                     self.log.warning("accept failed (%s): pausing accepting for %.1f s with %d "
                                      "connection(s) open", error.strerror or error,
                                      ACCEPT_PAUSE_SECONDS, self.stats.connections_open)
+                    self.stats.accepted += len(accepted)
                     return accepted, True
                 self.log.error("accept failed: %s", error)
                 break
             accepted.append((sock, peer_name(address)))
+        self.stats.accepted += len(accepted)
         return accepted, False
 
     def access_log_flush(self) -> None:
@@ -104,26 +146,31 @@ class BaseServer:
         """Model-specific figures for the stats page (threads, loop counters...)."""
         return {}
 
+    def stats_snapshot(self) -> dict[str, Any]:
+        """What the stats page shows: this process's counters, or in a worker the fleet's."""
+        own = self.stats.snapshot(**self.stats_extra())
+        return own if self.fleet_stats is None else self.fleet_stats(own)
+
     def _own_pages(self) -> dict[str, Callable[[Request], Response]]:
         """The server's own pages by request target (``--stats-path``, ``--health-path``)."""
         pages: dict[str, Callable[[Request], Response]] = {}
         if self.config.stats_path:
             pages[self.config.stats_path] = lambda request: stats_response(
-                self.stats.snapshot(**self.stats_extra()))
+                self.stats_snapshot())
         if self.config.health_path:
             pages[self.config.health_path] = lambda request: health_response(self.draining)
         return pages
 
     def _with_own_pages(self, handler: Handler,
                         pages: dict[str, Callable[[Request], Response]]) -> Handler:
-        """``handler``, with ``pages`` answered first: one dictionary lookup per request, and
-        only when an own page is configured (without one, the handler is called directly)."""
-        page = pages.get
+        """``handler``, with ``pages`` answered first. Speed: one ``in`` test per request (no
+        call, as cheap as the comparison with one path it replaced), and only when an own page
+        is configured; without one, the handler is called directly."""
 
         def handle(request: Request) -> Response:
-            own = page(request.target)
-            if own is not None:
-                return own(request)
+            target = request.target
+            if target in pages:
+                return pages[target](request)
             return handler(request)
 
         return handle
@@ -137,6 +184,20 @@ class BaseServer:
     def shutdown(self) -> None:
         """Begin a graceful stop (from any thread or a signal handler); a second call forces it."""
         raise NotImplementedError
+
+    def retire(self) -> None:
+        """Hand over to a successor (from any thread or a signal handler): stop accepting,
+        answer every further request with ``Connection: close``, close idle connections after
+        ``RETIRE_GRACE_SECONDS``, then stop as ``shutdown()`` does. A ``shutdown()`` call
+        afterwards forces the stop."""
+        raise NotImplementedError
+
+    def _answer_with_close(self, protocols: Iterable[ServerProtocol]) -> None:
+        """From now on every response ends its connection: on the conversations under way
+        (``protocols``) and on those to come (``self.handler``)."""
+        self.handler = closing = closing_handler(self.handler)
+        for protocol in protocols:
+            protocol.replace_handler(closing)
 
     def server_close(self) -> None:
         """Release the listener and flush the log (after ``serve_forever`` returned)."""

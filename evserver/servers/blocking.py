@@ -17,6 +17,12 @@ watchdog thread forces the rest closed (``SHUT_RDWR``: blocked calls fail at onc
 ``config.drain_timeout`` has passed; a second ``shutdown()`` does so immediately. Sockets are
 only ever *shut down* from other threads, never closed: the thread that owns one closes it, so a
 descriptor number is never reused under someone's feet.
+
+Handing over (``retire()``, a worker process replaced by a successor): accepting stops at once
+(with ``take_queue_on_retire``, after taking what waits in the listener's own queue), every
+conversation gets a handler whose responses say ``Connection: close``, and the watchdog waits
+``RETIRE_GRACE_SECONDS`` before it begins the stop above, so an idle keep-alive connection gets
+its next request answered (and closed) rather than closed under it.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from typing import Any
 from evserver.accesslog import LOG_FLUSH_SECONDS, AccessLog
 from evserver.config import ServerConfig
 from evserver.drivers.blocking import drive
+from evserver.event.reactor import register_exclusive
 from evserver.http.events import Request
 from evserver.net.listener import ACCEPT_PAUSE_SECONDS, configure_client_socket
 from evserver.protocol import ServerProtocol
-from evserver.servers.base import BaseServer
+from evserver.servers.base import RETIRE_GRACE_SECONDS, BaseServer
 
 log = logging.getLogger("evserver.blocking")
 
@@ -88,6 +95,8 @@ class BlockingServer(BaseServer):
         self.on_idle: Callable[[], None] | None = None
         """Called by ``drive`` whenever a connection waits for its next request."""
         self._stopping = False
+        self._retiring = False
+        """``retire()`` was called; ``_stopping`` follows once the grace is over."""
         self._forced = False
         self._stop_requested = threading.Event()
         self._finished = threading.Event()
@@ -151,6 +160,8 @@ class BlockingServer(BaseServer):
         watchdog.start()
         try:
             self._accept_until_stopped()
+            if self._retiring and self.take_queue_on_retire:
+                self._take_queue()
             self.wait_for_connections()
         finally:
             self._finished.set()
@@ -166,12 +177,14 @@ class BlockingServer(BaseServer):
             selector.register(self._wake_reader, selectors.EVENT_READ)
             listening = False
             next_flush = time.monotonic() + LOG_FLUSH_SECONDS
-            while not self._stopping:
+            while not (self._stopping or self._retiring):
                 now = time.monotonic()
                 paused = now < self._accept_paused_until
                 want = not paused and self.room() > 0
                 if want != listening:
-                    if want:
+                    if want and self.exclusive_accept:
+                        register_exclusive(selector, self.listener, None)
+                    elif want:
                         selector.register(self.listener, selectors.EVENT_READ)
                     else:
                         selector.unregister(self.listener)
@@ -196,6 +209,18 @@ class BlockingServer(BaseServer):
         for sock, peer in accepted:
             self._accepted(sock, peer)
 
+    def _take_queue(self) -> None:
+        """Retiring from a listener of our own: accept what waits in its queue (the kernel
+        resets a connection still queued when the last descriptor of its listener closes), then
+        close it; the connections taken are answered with ``Connection: close``."""
+        while not self._stopping:
+            accepted, _ = self.accept_batch(max(self.room(), 1))
+            if not accepted:
+                break
+            for sock, peer in accepted:
+                self._accepted(sock, peer)
+        self.listener.close()
+
     def _accepted(self, sock: socket.socket, peer: str) -> None:
         try:
             configure_client_socket(sock, self.config.nodelay)
@@ -217,9 +242,23 @@ class BlockingServer(BaseServer):
 
         Safe from a signal handler: it sets flags, writes one byte to a socketpair, calls
         ``shutdown(2)`` on sockets and sets an Event only the watchdog thread waits on."""
-        if self._stopping:
+        if self._stopping or self._retiring:
             self._force("second shutdown request")
             return
+        self._begin_stop()
+
+    def retire(self) -> None:
+        """See ``BaseServer.retire``; safe from a signal handler, like ``shutdown()``."""
+        if self._stopping or self._retiring:
+            return
+        self._retiring = True
+        self.draining = True
+        with self._live_lock:
+            self._answer_with_close(p for p in self._live.values() if p is not None)
+        self.wake()
+        self._stop_requested.set()  # the watchdog counts the grace, then begins the stop
+
+    def _begin_stop(self) -> None:
         self.draining = True
         self._stopping = True
         self.wake()
@@ -241,6 +280,10 @@ class BlockingServer(BaseServer):
 
     def _watch_drain(self) -> None:
         self._stop_requested.wait()
+        if self._retiring and not self._stopping:
+            if self._finished.wait(RETIRE_GRACE_SECONDS):
+                return
+            self._begin_stop()  # the grace is over: idle connections close, the drain begins
         if not self._finished.wait(self.config.drain_timeout):
             self._force(f"drain timeout ({self.config.drain_timeout:g} s)")
 

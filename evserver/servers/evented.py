@@ -19,6 +19,13 @@ the first call stops accepting, closes idle connections and lets the others fini
 sending, up to ``config.drain_timeout``; the loop ends when the last connection closes. A second
 call (or the drain timeout) aborts everything at once.
 
+Handing over (``retire()``, a worker process replaced by a successor), queued the same way: stop
+accepting (with ``take_queue_on_retire``, after accepting what waits in the listener's own
+queue), give every conversation a handler whose responses say ``Connection: close``, and after
+``RETIRE_GRACE_SECONDS`` drain as above; the loop may end sooner, when the last connection has
+closed. A connection busy with requests is told by its next response to go elsewhere, instead
+of being closed while a request may be on its way to it.
+
 Freshness checks in rounds: a cached small file is re-verified with ``os.stat`` once per
 loop iteration, not once per request: the server advances the static handler's ``check_round``
 before each poll, and the first request for a file in an iteration does the check for the rest.
@@ -49,9 +56,9 @@ from evserver.drivers.evented import Connection
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
 from evserver.event.trace import LoopTracer
-from evserver.net.listener import ACCEPT_PAUSE_SECONDS, configure_client_socket
+from evserver.net.listener import ACCEPT_BATCH, ACCEPT_PAUSE_SECONDS, configure_client_socket
 from evserver.protocol import Handler
-from evserver.servers.base import BaseServer
+from evserver.servers.base import RETIRE_GRACE_SECONDS, BaseServer
 
 SELECT_FD_HEADROOM = 64
 """With select(), descriptors kept free below FD_SETSIZE for what is not a connection: the
@@ -66,10 +73,12 @@ class EventedServer(BaseServer):
 
     model = "evented"
 
-    def __init__(self, config: ServerConfig, *, handler: Handler | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, handler: Handler | None = None,
+                 listener: socket.socket | None = None) -> None:
         self.reactor = Reactor(config.selector)
         try:
-            super().__init__(config, handler=handler, selector_name=self.reactor.selector_name)
+            super().__init__(config, handler=handler, selector_name=self.reactor.selector_name,
+                             listener=listener)
         except BaseException:
             self.reactor.close()
             raise
@@ -129,6 +138,46 @@ class EventedServer(BaseServer):
             self._stop_if_drained()
         else:
             self._force_stop()
+
+    def retire(self) -> None:
+        """See ``BaseServer.retire``; returns at once (thread-safe, like ``shutdown()``)."""
+        self.reactor.call_soon_threadsafe(self._on_retire_request)
+
+    def _on_retire_request(self) -> None:
+        if self._shutdown_level:
+            return
+        self._shutdown_level = 1  # a shutdown() from now on forces the stop
+        self.draining = True
+        self._answer_with_close(connection.protocol for connection in self.connections)
+        self._watch_listener(False)
+        if self.take_queue_on_retire:
+            self._take_queue()
+        self.log.info("handing over: %d connection(s) to finish", len(self.connections))
+        self._drain_timer = self.reactor.call_later(RETIRE_GRACE_SECONDS, self._end_grace)
+        self._stop_if_drained()
+
+    def _take_queue(self) -> None:
+        """Accept what waits in the listener's queue (the kernel resets a connection still
+        queued when the last descriptor of its listener closes), then close the listener: at
+        once after the accept that found the queue empty, so that a connection arriving in
+        between has microseconds to do it."""
+        while True:
+            room = max(self.connection_cap - len(self.connections), 1)
+            accepted, pause = self.accept_batch(room)
+            emptied = pause or len(accepted) < min(room, ACCEPT_BATCH)
+            if emptied:
+                self.listener.close()
+            for sock, peer in accepted:
+                self._start_connection(sock, peer)
+            if emptied:
+                return
+
+    def _end_grace(self) -> None:
+        """The hand-over's grace is over: drain what is left as a shutdown does."""
+        for connection in list(self.connections):
+            connection.begin_drain()
+        self._drain_timer = self.reactor.call_later(self.config.drain_timeout, self._force_stop)
+        self._stop_if_drained()
 
     def _force_stop(self) -> None:
         self._shutdown_level = 2
@@ -198,7 +247,9 @@ class EventedServer(BaseServer):
         if on == self._watching_listener:
             return
         self._watching_listener = on
-        if on:
+        if on and self.exclusive_accept:
+            self.reactor.register_exclusive(self.listener, self._on_listener_ready)
+        elif on:
             self.reactor.register(self.listener, EVENT_READ, self._on_listener_ready)
         else:
             self.reactor.unregister(self.listener)

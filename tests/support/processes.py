@@ -7,7 +7,8 @@ What this module knows: the command line and the banner's address, subprocesses,
 A child is ready when its banner (the first stderr line that names the address) has been read:
 the listener is bound and listening by then, so no sleep is needed before connecting. After the
 banner a thread keeps reading stderr into :attr:`ServerProcess.stderr_lines`, or a chatty server
-would block on a full pipe.
+would block on a full pipe; :meth:`ServerProcess.stop` lets it read to the end first, so the
+lines are complete once the child has stopped.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ServerProcess:
     root: Path
     banner: str
     stderr_lines: list[str] = field(default_factory=list)
+    collector: threading.Thread | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -63,6 +65,8 @@ class ServerProcess:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
+            if self.collector is not None:  # the end of stderr (its last writer has exited)
+                self.collector.join(STOP_TIMEOUT)
             if self.process.stderr:
                 self.process.stderr.close()
 
@@ -92,8 +96,10 @@ def spawn_server(root: Path, *args: str, nofile: int | None = None,
         lines.append(line)
         match = _BANNER_ADDRESS.search(line)
         if match:
-            threading.Thread(target=_collect, args=(process.stderr, lines), daemon=True).start()
-            return ServerProcess(process, int(match.group(2)), root, line, lines)
+            collector = threading.Thread(target=_collect, args=(process.stderr, lines),
+                                         daemon=True)
+            collector.start()
+            return ServerProcess(process, int(match.group(2)), root, line, lines, collector)
     process.wait()
     process.stderr.close()
     raise ServerDidNotStart(f"server exited ({process.returncode}): {''.join(lines)}")

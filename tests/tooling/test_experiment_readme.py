@@ -182,7 +182,7 @@ def stats_endpoint(command: str, tmp_path: Path, serve: Callable[..., Server]) -
     documented = re.findall(r"^``(\w+)``(?:, ``(\w+)``)?", table, re.M)
     for names in documented:
         for name in filter(None, names):
-            if name not in ("loop", "threads"):  # one model each
+            if name not in ("loop", "threads", "workers"):  # one model each; --workers
                 assert name in stats, f"README documents {name!r}, the endpoint lacks it"
 
 
@@ -344,6 +344,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
                                                     STEP_USERS="5"),
     ".venv/bin/python tools/experiment.py compare --quick --locust-time 10 "
     "--locust-processes 2": experiment("--duration 1 --locust-time 4 --hold ''"),
+    ".venv/bin/evserver -d /tmp/myfolder --workers auto --health-path /-/health": serve_folder,
     "sudo apt-get install haproxy": by_ci,
     ".venv/bin/python tools/balancer.py --instances 2 -d /tmp/myfolder -- --workers 2":
         balancer_front,

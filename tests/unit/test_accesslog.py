@@ -1,15 +1,17 @@
 """The access log: both formats, escaping (a client must not forge lines), the per-second memo,
 and batched writes. The log is fed exactly what the protocol hands it; the lines are read back
-from a StringIO."""
+from a StringIO, or (several writers, whole lines per write) from a file or a socket."""
 
 from __future__ import annotations
 
 import io
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
-from evserver.accesslog import MAX_PENDING_LINES, AccessLog
+from evserver.accesslog import ATOMIC_WRITE_BYTES, MAX_PENDING_LINES, AccessLog, LineWriter
 from evserver.http.events import Request
 from evserver.http.parser import RequestParser
 
@@ -128,3 +130,47 @@ def test_a_broken_stream_does_not_stop_the_caller() -> None:
     log("192.0.2.1", NOON, GET, 200, 1)
     log.flush()  # ValueError from the closed stream is swallowed: the server goes on
     assert log.pending == 0
+
+
+# -- several processes, one log: whole lines per write ---------------------------------------
+
+
+def test_a_file_gets_each_flush_in_one_append(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    first = AccessLog.open(str(path))
+    second = AccessLog.open(str(path))  # another worker: its own descriptor, O_APPEND too
+    assert first is not None and second is not None
+    for log, peer in ((first, "192.0.2.1"), (second, "192.0.2.2"), (first, "192.0.2.3")):
+        log(peer, NOON, GET, 200, 1)
+        log.flush()  # each appends at the end, whatever the other wrote meanwhile
+    first.close()
+    second.close()
+    assert [line.split()[0] for line in path.read_text().splitlines()] == [
+        "192.0.2.1", "192.0.2.2", "192.0.2.3"]
+
+
+def test_a_pipe_or_socket_gets_whole_lines_at_most_pipe_buf_bytes_a_write() -> None:
+    # A SOCK_SEQPACKET pair keeps each write as one record, so the reader sees the writes.
+    reader, writer_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with reader, writer_end:
+        writer = LineWriter(writer_end.fileno())
+        assert writer.piece_limit == ATOMIC_WRITE_BYTES
+        lines = [f"line {n} " + "x" * (n % 90) + "\n" for n in range(300)]
+        long_line = "y" * (ATOMIC_WRITE_BYTES + 10) + "\n"
+        text = "".join(lines[:150]) + long_line + "".join(lines[150:])
+        writer.write(text)
+        writer_end.shutdown(socket.SHUT_WR)
+        records = []
+        while record := reader.recv(2 * ATOMIC_WRITE_BYTES):
+            records.append(record)
+    assert b"".join(records).decode() == text
+    assert all(record.endswith(b"\n") for record in records)
+    assert long_line.encode() in records  # too long to be kept whole: written alone
+    assert all(len(record) <= ATOMIC_WRITE_BYTES for record in records
+               if record != long_line.encode())
+    assert len(records) < 10  # filled up, not a write per line
+
+
+def test_a_file_gets_one_write_whatever_its_size(tmp_path: Path) -> None:
+    with open(tmp_path / "f", "wb") as file:
+        assert LineWriter(file.fileno()).piece_limit is None

@@ -67,6 +67,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "evserver.drivers": ("threading", "evserver.http", "evserver.static", "evserver.servers",
                          "evserver.cli"),
     "evserver.servers": ("evserver.http.parser", "evserver.cli"),
+    # The workers' shared board: memory and numbers, never a process, a socket or a request.
+    "evserver.servers.fleet": ("socket", "selectors", "signal", "threading", "evserver.http",
+                               "evserver.net", "evserver.event", "evserver.drivers",
+                               "evserver.protocol", "evserver.static"),
     "evserver.accesslog": ("threading", "socket", "selectors"),
     "evserver.stats": ("threading", "socket", "selectors", "evserver.http"),
 }

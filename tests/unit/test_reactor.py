@@ -15,7 +15,9 @@ from evserver.event.reactor import (
     SELECTOR_NAMES,
     Reactor,
     available_selectors,
+    exclusive_registration_available,
     make_selector,
+    register_exclusive,
 )
 
 HERE = [name for name in ("epoll", "poll", "select") if name in available_selectors()]
@@ -198,3 +200,29 @@ def test_calls_after_close_do_not_raise() -> None:
     loop.close()
     loop.wake()
     loop.call_soon_threadsafe(lambda: None)
+
+
+@pytest.mark.skipif(not exclusive_registration_available("epoll"), reason="no EPOLLEXCLUSIVE")
+def test_an_exclusive_listener_is_reported_like_any_other_and_can_come_and_go() -> None:
+    loop = Reactor("epoll")
+    seen: list[int] = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        try:
+            for _ in range(2):  # registered, unregistered, registered again (never modified)
+                loop.register_exclusive(listener, seen.append)
+                with socket.create_connection(listener.getsockname(), timeout=GENEROUS):
+                    loop.run_once(GENEROUS)
+                    assert seen[-1] == selectors.EVENT_READ
+                    listener.accept()[0].close()
+                loop.unregister(listener)
+        finally:
+            loop.close()
+
+
+def test_exclusive_registration_needs_epoll() -> None:
+    assert not exclusive_registration_available("poll")
+    with (socket.socket() as sock, selectors.PollSelector() as poll,
+          pytest.raises(ValueError, match="epoll")):
+        register_exclusive(poll, sock, None)
