@@ -10,8 +10,8 @@ inherited by every worker, the same socket with ``EPOLLEXCLUSIVE``, a socket per
 ``SO_REUSEPORT`` -- plus, beside the one-worker servers, a plain single process (no master).
 Each point runs ``wrk`` with 64 connections, keep-alive and then a new connection per request,
 and records requests/s, requests per server CPU-second, and each worker's accepted connections
-during the point (its stats before and after, read on one keep-alive connection opened before
-the point, so that the lab's own requests add no accept).
+during the point (from the server's stats between points, read on one keep-alive connection
+once every worker's row is fresh: ``StatsWatch``).
 
 The server gets the lower half of the cores (at least one), ``wrk`` the rest with a thread per
 core. On a 2-core machine that is one core for all the workers: requests/s cannot grow with N
@@ -23,6 +23,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import time
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -55,6 +56,10 @@ within this many percent of an equal share."""
 
 STATS_TIMEOUT = 5.0
 """Seconds a stats request may take (the server is idle between points)."""
+
+ROW_SECONDS = 1.2
+"""How old another worker's row of the stats page may be: each worker publishes its figures
+about once a second (and its own when it answers), plus a margin."""
 
 
 def label(mode: str, workers: int) -> str:
@@ -91,29 +96,80 @@ def specs_for(workers: int) -> list[servers.ServerSpec]:
     return specs
 
 
-class StatsConnection:
-    """One keep-alive connection to a server's stats endpoint, opened before a point and used
-    again after it: its own accept is counted before the point, so the point's accepted
-    connections are wrk's alone."""
+class StatsWatch:
+    """One server's stats, read on one keep-alive connection held for the whole group of
+    points, and only once every worker's row is fresh.
 
-    def __init__(self, url: str) -> None:
-        parts = urllib.parse.urlsplit(url)
+    A worker publishes its row about once a second (``ROW_SECONDS``), so a reading taken right
+    after a point would miss the other workers' last accepts. A reading is therefore taken
+    just before the server's next point (or after its last), at least ``ROW_SECONDS`` after
+    its last activity: it closes the previous point (its "after") and opens the next (its
+    "before"). Nothing else reaches the server in between, and the held connection was
+    accepted before the first reading, so the accepts between two readings are wrk's alone.
+    """
+
+    def __init__(self, server: servers.RunningServer) -> None:
+        assert server.stats_url is not None
+        parts = urllib.parse.urlsplit(server.stats_url)
         self.path = parts.path
         self.connection = http.client.HTTPConnection(parts.hostname or servers.HOST,
                                                      parts.port, timeout=STATS_TIMEOUT)
+        self.active_until = time.monotonic()
+        self.reading: dict[str, Any] | None = None
+        self.open_point: dict[str, Any] | None = None
+        """The point waiting for its "after" reading."""
 
-    def fetch(self) -> dict[str, Any] | None:
+    def read(self) -> None:
+        """A fresh reading; it completes the open point, if any."""
+        time.sleep(max(0.0, self.active_until + ROW_SECONDS - time.monotonic()))
+        after = self._fetch()
+        if self.open_point is not None:
+            complete(self.open_point, self.reading, after)
+            self.open_point = None
+        self.reading = after
+
+    def measured(self, record: dict[str, Any]) -> None:
+        """``record`` was just measured: it waits for the next reading."""
+        self.active_until = time.monotonic()
+        self.open_point = record
+
+    def _fetch(self) -> dict[str, Any] | None:
         try:
             self.connection.request("GET", self.path)
             response = self.connection.getresponse()
-            body = response.read()
-            stats: dict[str, Any] = json.loads(body)
+            stats: dict[str, Any] = json.loads(response.read())
         except (OSError, http.client.HTTPException, ValueError):
             return None
         return stats if response.status == 200 else None
 
     def close(self) -> None:
         self.connection.close()
+
+
+def complete(record: dict[str, Any], before: dict[str, Any] | None,
+             after: dict[str, Any] | None) -> None:
+    """Add a point's accepts per worker, their spread and the workers' restarts."""
+    accepted = accepted_during(before, after)
+    record.update({"accepted": accepted, "accepted_total": sum(accepted) if accepted else None,
+                   "accept_spread_pct": spread_pct(accepted),
+                   "iterations_per_request": iterations_per_request(before, after),
+                   "restarts": sum(row.get("restarts", 0)
+                                   for row in (after or {}).get("workers", []))})
+
+
+def iterations_per_request(before: dict[str, Any] | None,
+                           after: dict[str, Any] | None) -> float | None:
+    """Loop iterations of the whole server (the sum over its workers) per request answered
+    between two readings: each wake-up of a worker is an iteration, so a worker woken for a
+    connection another one accepts (the herd) shows here. None without a loop (threads)."""
+    if not before or not after:
+        return None
+    try:
+        iterations = after["loop"]["iterations"] - before["loop"]["iterations"]
+        requests = after["requests"] - before["requests"]
+    except (KeyError, TypeError):
+        return None
+    return round(iterations / requests, 2) if requests > 0 else None
 
 
 def accepted_during(before: dict[str, Any] | None,
@@ -141,19 +197,11 @@ def spread_pct(counts: Sequence[int] | None) -> float | None:
 
 def point(run: LabRun, server: servers.RunningServer, case: experiment.Case,
           load_cores: set[int], duration: float, labels: dict[str, Any]) -> dict[str, Any]:
-    """One wrk point with the server tree's CPU time and the accepts per worker around it."""
-    assert server.stats_url is not None
-    stats = StatsConnection(server.stats_url)
-    try:
-        before = stats.fetch()
-        cpu_before = procstat.cpu_seconds_tree(server.pid)
-        result = wrkrun.run(server.url(run.bench_path(case.file)), case.connections, duration,
-                            case.close, load_cores, threads=max(1, len(load_cores)))
-        cpu = procstat.cpu_seconds_tree(server.pid) - cpu_before
-        after = stats.fetch()
-    finally:
-        stats.close()
-    accepted = accepted_during(before, after)
+    """One wrk point with the server tree's CPU time (the accepts come with the next reading)."""
+    cpu_before = procstat.cpu_seconds_tree(server.pid)
+    result = wrkrun.run(server.url(run.bench_path(case.file)), case.connections, duration,
+                        case.close, load_cores, threads=max(1, len(load_cores)))
+    cpu = procstat.cpu_seconds_tree(server.pid) - cpu_before
     seconds = result.duration or duration
     return {
         **labels, "connections": case.connections, "file": case.file, "close": case.close,
@@ -163,9 +211,8 @@ def point(run: LabRun, server: servers.RunningServer, case: experiment.Case,
         "server_cpu_pct": round(cpu / seconds * 100, 1),
         "loadgen_cpu_pct": round(result.cpu_seconds / seconds * 100, 1),
         "requests_per_cpu_second": round(result.requests / cpu) if cpu > 0 else None,
-        "accepted": accepted, "accepted_total": sum(accepted) if accepted else None,
-        "accept_spread_pct": spread_pct(accepted),
-        "restarts": sum(row.get("restarts", 0) for row in (after or {}).get("workers", [])),
+        "accepted": None, "accepted_total": None, "accept_spread_pct": None,
+        "iterations_per_request": None, "restarts": None,
         "wrk_exit": result.exit_code, "raw": result.raw,
     }
 
@@ -177,29 +224,43 @@ def measure(run: LabRun) -> None:
     log(f"server on core(s) {sorted(server_cores) if server_cores else 'any'}, wrk on "
         f"{sorted(load_cores) if load_cores else 'any'} with {max(1, len(load_cores))} "
         f"thread(s)")
-    rounds, duration = run.pick(1, 3), run.pick(1.0, 5.0)
     for workers in worker_counts(run, len(server_cores or ())):
         running = run.start(specs_for(workers), server_cores)
-        if not running:
-            continue
-        experiment.warm_up(running, run.bench_path("1k"), run.quick, load_cores)
+        if running:
+            measure_group(run, running, workers, load_cores)
+        for server in running:  # the next worker count starts on a quiet machine
+            server.stop()
+
+
+def measure_group(run: LabRun, running: list[servers.RunningServer], workers: int,
+                  load_cores: set[int]) -> None:
+    """Every case on every server of one worker count, round by round, interleaved."""
+    rounds, duration = run.pick(1, 3), run.pick(1.0, 5.0)
+    experiment.warm_up(running, run.bench_path("1k"), run.quick, load_cores)
+    watches = {server.spec.label: StatsWatch(server) for server in running}
+    try:
         for round_number, case, order in experiment.interleaved(rounds, running, CASES):
             for server in run.alive(order):
+                watch = watches[server.spec.label]
+                watch.read()
                 mode = SINGLE if server.spec.label == SINGLE else server.spec.label.split()[0]
                 labels = {"round": round_number, "case": case.name,
                           "server": server.spec.label, "mode": mode, "workers": workers}
                 record = run.record("points", point(run, server, case, load_cores, duration,
                                                     labels))
+                watch.measured(record)
                 log(f"round {round_number}/{rounds} {server.spec.label:13} {case.name:20} "
                     f"{report.fmt(record['rps'])} req/s, "
-                    f"{report.fmt(record['requests_per_cpu_second'])} req per CPU-s, "
-                    f"accepted {record['accepted']}")
-        for server in running:  # the next worker count starts on a quiet machine
-            server.stop()
+                    f"{report.fmt(record['requests_per_cpu_second'])} req per CPU-s")
+        for server in run.alive(running):
+            watches[server.spec.label].read()  # the accepts of each server's last point
+    finally:
+        for watch in watches.values():
+            watch.close()
 
 
 METRICS = ("rps", "requests_per_cpu_second", "server_cpu_pct", "loadgen_cpu_pct", "p99_ms",
-           "errors", "accept_spread_pct", "accepted_total")
+           "errors", "accept_spread_pct", "accepted_total", "iterations_per_request")
 
 
 def summed_shares(points: Sequence[dict[str, Any]], case: str,
@@ -233,12 +294,13 @@ def summarise(run: LabRun) -> None:
                 report.fmt_range(row, "requests_per_cpu_second"),
                 f"{per_cpu / single:.2f}x" if per_cpu and single else "-",
                 report.fmt_range(row, "server_cpu_pct"), report.fmt_range(row, "loadgen_cpu_pct"),
+                report.fmt_range(row, "iterations_per_request", 2),
                 " / ".join(f"{share:.0f}" for share in shares) if shares else "-",
                 report.fmt_range(row, "accept_spread_pct", 1), report.fmt(row.get("errors"))])
         run.table(f"{case.name}: requests, CPU and accepts per worker",
                   ["server", "req/s", "req per server CPU-s", f"x {SINGLE}", "CPU % server",
-                   "CPU % wrk", "accept shares %", "spread %", "errors"], table_rows,
-                  TABLE_NOTE)
+                   "CPU % wrk", "loop iterations / req", "accept shares %", "spread %",
+                   "errors"], table_rows, TABLE_NOTE)
     run.sections += [targets(run, rows), ""]
     draw(run, points, rows, counts)
     headline(run, rows, points, counts)
@@ -247,10 +309,13 @@ def summarise(run: LabRun) -> None:
 TABLE_NOTE = (
     "`req per server CPU-s`: wrk's requests over the CPU seconds of the server's whole process "
     "tree (master and workers); `x single`: that over the plain single process's. `CPU % "
-    "server` is in percent of one core. `accept shares %`: each worker's share of the "
-    "connections accepted during the points (all rounds together), worker 0 first; `spread "
-    "%`: how far the most distant worker was from an equal share (median over rounds). With "
-    "one core for the server, N workers share it: requests/s cannot grow with N here.")
+    "server` is in percent of one core. `loop iterations / req`: the event loops' iterations "
+    "(all workers) per request; a worker woken for a connection another accepts adds one. "
+    "`accept shares %`: each worker's share of the connections accepted during the points "
+    "(all rounds together; wrk opens one connection more than its 64), worker 0 first; "
+    "`spread %`: how far the most distant worker was from an equal share (median over "
+    "rounds). With one core for the server, N workers share it: requests/s cannot grow with "
+    "N here.")
 
 
 def targets(run: LabRun, rows: list[dict[str, Any]]) -> str:
@@ -363,20 +428,23 @@ LAB = Lab(
              "inherit one listening socket, add EPOLLEXCLUSIVE, or each bind their own with "
              "SO_REUSEPORT?",
     expected="One worker under a master costs about what a single process costs (within 5% "
-             "in requests per server CPU-second): the master only supervises. With one "
-             "inherited socket every idle worker is woken for each new connection and the "
-             "first to run takes a batch, so the shares are uneven and the spare wake-ups cost "
-             "CPU per request; EPOLLEXCLUSIVE wakes one waiter per connection; SO_REUSEPORT "
-             "gives each worker its own queue, filled by a hash of the connection's addresses, "
-             "so the shares come out close to equal (within 20% at 64 connections). On a "
+             "in requests per server CPU-second): the master only supervises. Each wake-up "
+             "accepts up to 64 connections at once, so with one inherited socket or with "
+             "EPOLLEXCLUSIVE a burst (wrk's 64 connections at its start) goes to whichever "
+             "worker runs first, often all of it; SO_REUSEPORT gives each worker its own queue, "
+             "filled by a hash of the connection's addresses, so even a burst is shared about "
+             "equally (within 20% at 64 connections). With a new connection per request the "
+             "accepts spread over time and every mode comes close to equal shares. The herd "
+             "(an inherited socket wakes every idle worker) costs wake-ups only where idle "
+             "workers have cores of their own; on one core the workers take turns, and the one "
+             "that runs finds several connections waiting and takes them in one batch. On a "
              "2-core machine the server has one core and wrk the other: N workers share that "
-             "core, so requests/s stays flat (or drops a little with the switching) whatever "
-             "N; the speed-up needs a machine with cores to spare, the method is in the "
-             "guide.",
-    look_for="The `x single` column at one worker; the accept shares of each mode at the "
-             "largest worker count, keep-alive (64 accepts) and new connections (thousands); "
-             "the CPU per request as the workers outnumber the server's cores; the `CPU % "
-             "wrk` column (above 90% per wrk thread, wrk set the pace).",
+             "core, so requests/s stays flat or drops with the switching whatever N; the "
+             "speed-up needs a machine with cores to spare (the method is in the guide).",
+    look_for="The `x single` column at one worker; `loop iterations / req` of the three modes "
+             "with a new connection per request; the accept shares of each mode at the largest "
+             "worker count, keep-alive (a burst of 64) against new connections (thousands); "
+             "the `CPU % wrk` column (above 90% per wrk thread, wrk set the pace).",
     measure=measure,
     summarise=summarise,
     minutes=(0.6, 6.0),
