@@ -266,6 +266,7 @@ class Balancer:
         """Start the instances, then HAProxy; return once HAProxy has found all of them up.
         Raises ``UsageError`` when evserver refuses its options, ``StartFailed`` otherwise;
         what was started is left for ``stop``."""
+        self.port = self._front_port()
         self._start_instances()
         self._start_haproxy()
         deadline = time.monotonic() + READY_TIMEOUT
@@ -280,6 +281,20 @@ class Balancer:
                                   f"{READY_TIMEOUT:g} s: {self.states()}; its log: "
                                   f"{self.haproxy_log}")
             time.sleep(POLL_STEP)
+
+    def _front_port(self) -> int:
+        """The port asked for, once it is known to be free (HAProxy would say so only after
+        the instances started), or a free one."""
+        if not self.options.port:
+            return servers.free_port()
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy binds
+            try:
+                probe.bind((servers.HOST, self.options.port))
+            except OSError as error:
+                raise StartFailed(f"cannot listen on {servers.HOST}:{self.options.port}: "
+                                  f"{error.strerror or error}") from None
+        return self.options.port
 
     def _start_instances(self) -> None:
         options = self.options
@@ -299,7 +314,6 @@ class Balancer:
         binary = haproxy_binary()
         if binary is None:
             raise UsageError(INSTALL_HAPROXY)
-        self.port = self.options.port or servers.free_port()
         config_path = os.path.join(self.rundir, "haproxy.cfg")
         with open(config_path, "w") as config:
             config.write(haproxy_config(self.port, [(s.spec.label, s.port) for s in self.running],
@@ -428,7 +442,7 @@ def _run(balancer: Balancer, keep: list[bool]) -> int:
     finally:
         with _signals_ignored():  # a second Ctrl-C or SIGTERM must not skip a stop
             balancer.stop()
-    if status == START_FAILED:
+    if status == START_FAILED and (balancer.running or balancer.haproxy is not None):
         keep[0] = True
         log(f"balancer: the logs are kept in {balancer.rundir}")
     return status

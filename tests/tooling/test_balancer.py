@@ -7,9 +7,10 @@ it out, no request fails. Then SIGKILL to a worker of the other: its master star
 worker, HAProxy keeps the instance up, and again no request fails (HAProxy's log shows the
 requests it sent a second time, which is why).
 
-The other tests are quick: the one-line refusals (bad arguments, no HAProxy, an evserver option
-evserver refuses), the configuration template and README's two configurations as HAProxy and
-nginx judge them, and the command's life (front URL, serving, Ctrl-C stops every process).
+The other tests: the one-line refusals (bad arguments, no HAProxy, an option evserver refuses,
+a front port in use), HAProxy failing to start (the instances are stopped), the configuration
+template and README's two configurations as HAProxy and nginx judge them, and the command's
+life (front URL, serving, Ctrl-C stops every process).
 Instances bind ports the kernel chooses, HAProxy's front a free port; every process is
 stopped, also when a test fails; waits are on conditions with deadlines, never on sleeps.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,6 +95,45 @@ def test_an_option_evserver_refuses_is_its_one_line(docroot: Path, tmp_path: Pat
                              "--", "--no-such-option"], capsys)
     assert "evserver refused its options" in line and "--no-such-option" in line
     assert not (tmp_path / "haproxy.cfg").exists(), "nothing started after the refusal"
+
+
+@needs_haproxy
+def test_a_front_port_in_use_is_one_line_before_anything_starts(
+        docroot: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert balancer.main(["--port", str(port), "-d", str(docroot)]) == balancer.START_FAILED
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], lines
+    assert not _started_with(docroot)
+
+
+@needs_haproxy
+def test_haproxy_failing_to_start_stops_the_instances(
+        docroot: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "broken.cfg.template"
+    broken.write_text(Path(balancer.TEMPLATE).read_text().replace("balance leastconn",
+                                                                   "balance no-such-algorithm"))
+    monkeypatch.setattr(balancer, "TEMPLATE", str(broken))
+    rundir = tmp_path / "run"
+    assert balancer.main(["--port", "0", "-d", str(docroot), "--run-dir", str(rundir)]) == \
+        balancer.START_FAILED
+    err = capsys.readouterr().err
+    assert "haproxy exited" in err and "balance only supports" in err, err
+    assert (rundir / "server-evserver-1.log").exists(), "the instances had started"
+    wait_until(lambda: not _started_with(docroot), "every instance stopped")
+
+
+def _started_with(folder: Path) -> bool:
+    """True when a process still names ``folder`` (an instance serving it)."""
+    if shutil.which("pgrep") is None:
+        return False
+    found = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True,
+                           check=False)
+    return bool(found.stdout.strip())
 
 
 def test_options_after_the_separator_and_unknown_ones_go_to_evserver(docroot: Path) -> None:
@@ -286,7 +327,6 @@ def retried_requests(front: balancer.Balancer) -> list[str]:
     return [line for line in text.splitlines() if '"GET ' in line]
 
 
-@pytest.mark.slow
 @needs_haproxy
 def test_losing_an_instance_and_a_worker_fails_no_request(
         docroot: Path, tmp_path: Path, load: Callable[[int], Load]) -> None:
