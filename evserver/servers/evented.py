@@ -158,9 +158,9 @@ class EventedServer(BaseServer):
 
     def _take_queue(self) -> None:
         """Accept what waits in the listener's queue (the kernel resets a connection still
-        queued when the last descriptor of its listener closes), then close the listener: at
-        once after the accept that found the queue empty, so that a connection arriving in
-        between has microseconds to do it."""
+        queued when the last descriptor of its listener closes), then close the listener: right
+        after the accept that found the queue empty, before starting the connections taken, so
+        a connection is reset only if it arrives in the microseconds between the two calls."""
         while True:
             room = max(self.connection_cap - len(self.connections), 1)
             accepted, pause = self.accept_batch(room)
