@@ -18,7 +18,8 @@ The design in one picture. Each folder answers "what does this code know about?"
   keep-alive, pipelining, error -> response -> close.
 - ``event/``: the single-threaded reactor on ``selectors`` and its timer heap.
 - ``net/``: the listener, the non-blocking transport (write queue, ``os.sendfile``), the blocking
-  send helpers. TLS will live here: a transport that encrypts, under drivers that do not care.
+  send helpers, and TLS (``net/tls.py``): a transport that encrypts, under drivers that only pick
+  it at accept and run its handshake; the protocol and the file handler never see it.
 - ``drivers/``: how bytes move between one socket and its protocol: ``evented`` (callbacks from
   the reactor, never blocking) and ``blocking`` (recv and send with kernel timeouts).
 - ``servers/``: concurrency only: iterative, threaded and evented, one sentence each (see

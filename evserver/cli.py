@@ -2,12 +2,15 @@
 
 What this module knows: command-line syntax, the start-up banner, signals and exit statuses. What
 it must not know: how anything is served. Options shared with ``python -m http.server`` (``PORT``,
-``-b/--bind``, ``-d/--directory``) mean the same thing, so one can replace the other.
+``-b/--bind``, ``-d/--directory``, and from Python 3.14 ``--tls-cert``, ``--tls-key``,
+``--tls-password-file``) mean the same thing, so one can replace the other.
 
 Exit statuses: 0 after a graceful stop (SIGINT or SIGTERM), 2 for bad arguments (one line on
-standard error, like every Unix tool), 1 when the server cannot start (port in use, no
-permission; with ``--workers``, a worker that fails to start again and again), 128+N when a
-second signal N forces an immediate exit.
+standard error, like every Unix tool; a certificate, key or password that cannot be used is a
+bad argument: the TLS context is built here, once, before anything is served or any worker is
+forked), 1 when the server cannot start (port in use, no permission; with ``--workers``, a
+worker that fails to start again and again), 128+N when a second signal N forces an immediate
+exit.
 
 With ``--workers`` this process becomes the master (``evserver.servers.master``): it binds, forks
 the workers and supervises them; signals then mean what the master's docstring says.
@@ -22,13 +25,21 @@ import signal
 import socket
 import sys
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from evserver import __version__, config
 from evserver.accesslog import LOG_FORMATS
 from evserver.config import ServerConfig
 from evserver.event.reactor import available_selectors, exclusive_registration_available
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+from evserver.static.handler import ERROR_PAGE_STATUSES, load_error_page
+from evserver.static.headers import OperatorFields, check_field_value, parse_header_option
+
+EVERY_INTERFACE_HOSTS = (None, "", "0.0.0.0", "::")
+"""``-b`` values (``None``: none given) that listen on every network interface."""
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -69,6 +80,47 @@ def _seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _header(text: str) -> tuple[str, str]:
+    try:
+        return parse_header_option(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _cache_control(text: str) -> str:
+    try:
+        check_field_value("Cache-Control", text.strip(" \t"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip(" \t")
+
+
+def _error_page(text: str) -> tuple[int, str]:
+    code, equals, path = text.partition("=")
+    if not equals or not code.isdigit() or not code.isascii() or not path:
+        raise argparse.ArgumentTypeError(f"expected CODE=FILE, got {text!r}")
+    if int(code) not in ERROR_PAGE_STATUSES:
+        statuses = ", ".join(map(str, sorted(ERROR_PAGE_STATUSES)))
+        raise argparse.ArgumentTypeError(f"no error page is sent with status {code} "
+                                         f"(the file handler's errors are {statuses})")
+    try:
+        load_error_page(path)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: {error.strerror or error}"
+                                         ) from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{path!r}: {error}") from None
+    return int(code), os.path.abspath(path)
+
+
+def every_interface_warning(host: str | None) -> str | None:
+    """The start-up warning for a server that anyone on the network can reach, or ``None``."""
+    if host not in EVERY_INTERFACE_HOSTS:
+        return None
+    return ("evserver: warning: listening on every network interface, so anyone who can reach "
+            "this machine can read the folder; -b 127.0.0.1 serves this machine only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="access log format (default common)")
     p.add_argument("--stats-path", metavar="PATH",
                    help="serve counters as JSON at this path, e.g. /-/stats (default off)")
+    tls = p.add_argument_group("HTTPS", "serve HTTPS (TLS 1.2 and 1.3, HTTP/1.1) instead of HTTP; "
+                               "the names of python -m http.server")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="the certificate chain, PEM (it may hold the private key too)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key, PEM")
+    tls.add_argument("--tls-password-file", metavar="FILE",
+                     help="a file holding the private key's password")
+    tls.add_argument("--tls-no-tickets", action="store_true",
+                     help="send no session tickets: no client resumes, every connection is a "
+                     "full handshake (as nginx's ssl_session_tickets off)")
     p.add_argument("--health-path", metavar="PATH",
                    help="answer 200 'ok' at this path while serving and 503 once a graceful "
                    "stop has begun, for a load balancer's health check, e.g. /-/health "
@@ -145,6 +207,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evented model only: one line per event-loop iteration (poll time, "
                    "ready descriptors) and one per event (accept, read, write, timer), to FILE "
                    "or standard error; slow, for watching the loop (default off)")
+    folder = p.add_argument_group("serving a folder")
+    folder.add_argument("--dotfiles", action="store_true",
+                        help="serve and list names beginning with a dot (default: they are "
+                        "404 and not listed; .well-known/ is always served)")
+    folder.add_argument("--no-precompressed", action="store_true",
+                        help="never send NAME.br, NAME.zst or NAME.gz in place of NAME (default: "
+                        "sent when the client accepts that coding and it is not older than NAME)")
+    folder.add_argument("--gzip", action="store_true",
+                        help="compress text files of up to 64 KiB with gzip, once, in memory, "
+                        "for clients that accept it")
+    folder.add_argument("-H", "--header", action="append", type=_header, metavar="'NAME: VALUE'",
+                        help="add this field to every answer below 400, may repeat")
+    folder.add_argument("--cors", action="store_true",
+                        help="let scripts of any other site read the files (CORS: "
+                        "Access-Control-Allow-Origin: *, preflight requests answered)")
+    folder.add_argument("--cache-control", type=_cache_control, metavar="VALUE",
+                        help="Cache-Control value of every answer below 400, e.g. "
+                        "'max-age=3600' or 'no-cache'")
+    folder.add_argument("--error-page", action="append", type=_error_page, metavar="CODE=FILE",
+                        help="send FILE (read at start-up) as the page of errors with status "
+                        "CODE, e.g. 404=404.html; the status stays; may repeat")
+    folder.add_argument("--fallback", metavar="FILE",
+                        help="answer GET and HEAD of a path that does not exist with FILE and "
+                        "200, e.g. a single-page app's index.html")
     lab = p.add_argument_group("teaching switches", "off by default; each makes the server "
                                "slower on purpose, to show what the default buys")
     lab.add_argument("--no-nodelay", action="store_true",
@@ -176,6 +262,17 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         parser.error("--port-sharing shares the port between worker processes: give --workers")
     if args.index and any("/" in name or name in ("", ".", "..") for name in args.index):
         parser.error("--index takes a plain file name")
+    error_pages = dict(args.error_page or ())
+    if len(error_pages) != len(args.error_page or ()):
+        parser.error("--error-page names one status twice")
+    headers = tuple(args.header or ())
+    try:
+        OperatorFields(headers, cache_control=args.cache_control, cors=args.cors)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.fallback is not None and not (os.path.isfile(args.fallback)
+                                          and os.access(args.fallback, os.R_OK)):
+        parser.error(f"--fallback: {args.fallback!r} is not a readable file")
     if args.trace is not None:
         if args.model != "evented":
             parser.error(f"--trace watches the evented model's loop; --model {args.model} "
@@ -189,6 +286,7 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
             except OSError as error:
                 parser.error(f"--trace: cannot write {args.trace!r}: {error.strerror or error}")
     return ServerConfig(
+        tls_context=_tls_context(parser, args),
         root=os.path.abspath(args.directory),
         host=args.bind,
         port=args.port,
@@ -199,6 +297,14 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
         index_names=tuple(args.index) if args.index else ("index.html",),
         listing=not args.no_listing,
         follow_symlinks=args.follow_symlinks,
+        dotfiles=args.dotfiles,
+        precompressed=not args.no_precompressed,
+        gzip=args.gzip,
+        headers=headers,
+        cache_control=args.cache_control,
+        cors=args.cors,
+        error_pages=tuple(sorted(error_pages.items())),
+        fallback=None if args.fallback is None else os.path.abspath(args.fallback),
         max_connections=args.max_connections,
         backlog=args.backlog,
         header_timeout=args.header_timeout,
@@ -220,6 +326,25 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
     )
 
 
+def _tls_context(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 ) -> ssl.SSLContext | None:
+    """The HTTPS options checked and the context built (once: worker processes inherit it),
+    or None for plain HTTP. A file that cannot be used is one line and status 2."""
+    if args.tls_cert is None:
+        for option in ("tls_key", "tls_password_file", "tls_no_tickets"):
+            if getattr(args, option) not in (None, False):
+                parser.error(f"--{option.replace('_', '-')} requires --tls-cert")
+        return None
+    if args.split_writes:
+        parser.error("--split-writes is a plain-HTTP teaching switch; it does not combine with "
+                     "--tls-cert")
+    from evserver.net.tls import TLSSetupError, server_context
+
+    try:
+        return server_context(args.tls_cert, args.tls_key, args.tls_password_file,
+                              tickets=not args.tls_no_tickets)
+    except TLSSetupError as error:
+        parser.error(str(error))
 def _check_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What ``--workers`` cannot be combined with, each refused in one line."""
     sharing = args.port_sharing or config.DEFAULT_PORT_SHARING
@@ -273,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print(server.banner(), file=sys.stderr, flush=True)
+    warning = every_interface_warning(cfg.host)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     finally:

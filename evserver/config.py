@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from evserver.event.reactor import SELECTOR_NAMES
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
+
+if TYPE_CHECKING:
+    import ssl
 
 MODELS = ("evented", "threaded", "iterative")
 SELECTORS = SELECTOR_NAMES
@@ -75,6 +79,22 @@ class ServerConfig:
     index_names: tuple[str, ...] = ("index.html",)
     listing: bool = True
     follow_symlinks: bool = False
+    dotfiles: bool = False
+    """Serve and list names beginning with a dot; off, they are 404 (``.well-known`` stays)."""
+    precompressed: bool = True
+    """Send ``name.br``, ``name.zst`` or ``name.gz`` for ``name`` when the client accepts it."""
+    gzip: bool = False
+    """Compress small text files with gzip, once, in memory, for clients that accept it."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """(name, value) fields added to every answer below 400 (``-H``)."""
+    cache_control: str | None = None
+    """A ``Cache-Control`` value for every answer below 400."""
+    cors: bool = False
+    """Answer CORS: ``Access-Control-Allow-Origin: *`` and preflights."""
+    error_pages: tuple[tuple[int, str], ...] = ()
+    """(status, file) pairs: the operator's page for that error status, read at start-up."""
+    fallback: str | None = None
+    """A file sent with 200 for GET and HEAD of a path that names nothing (single-page apps)."""
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     backlog: int = DEFAULT_BACKLOG
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
@@ -102,6 +122,10 @@ class ServerConfig:
     trace: str | None = None
     """Where the evented loop writes one line per iteration and per event: ``"-"`` for standard
     error, a file name, or ``None`` (the default) for no trace at all."""
+    tls_context: ssl.SSLContext | None = None
+    """Serve HTTPS with this context (from ``evserver.net.tls.server_context``), or plain HTTP.
+    Built once, at start-up, by whoever builds the configuration: worker processes forked later
+    inherit it (and its session ticket key) rather than reading the files again."""
     # Teaching switches: each makes the server slower on purpose, to show what a default buys.
     nodelay: bool = True
     """Set ``TCP_NODELAY`` on accepted sockets; ``False`` leaves Nagle's algorithm on."""

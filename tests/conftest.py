@@ -23,6 +23,7 @@ import pytest
 
 from tests.support.processes import ServerDidNotStart, ServerProcess, spawn_server
 from tests.support.servers import MODEL_IDS, MODEL_PARAMS, RunningServer, start_in_thread
+from tests.support.tls import INSTALL_OPENSSL, Certificate, make_certificate, openssl_missing
 from tests.support.trees import make_docroot
 
 
@@ -84,3 +85,11 @@ def start_process(docroot: Path) -> Iterator[Callable[..., ServerProcess | None]
     yield start
     for handle in running:
         handle.stop(signal.SIGKILL if handle.process.poll() is None else signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key (made once)."""
+    if openssl_missing():
+        pytest.skip(INSTALL_OPENSSL)
+    return make_certificate(tmp_path_factory.mktemp("tls"))

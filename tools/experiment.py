@@ -50,6 +50,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,8 @@ class Plan:
     command: str = "compare"
     skipped: list[str] = field(default_factory=list)
     """What will not be measured, and why (one line each: the report repeats them)."""
+    tls: bool = False
+    """``bench --tls``: the HTTPS cases, judged against nginx over TLS."""
 
     @property
     def profile(self) -> str:
@@ -160,6 +163,9 @@ class Progress:
     measurements_planned: int = 0
     interrupted: bool = False
     cores: str = ""
+    tls_sessions: dict[str, str] = field(default_factory=dict)
+    """Each HTTPS server's label and what a client with OpenSSL's defaults (as wrk's)
+    negotiated with it: version, cipher, ALPN."""
 
 
 def log(message: str) -> None:
@@ -272,6 +278,23 @@ def probe_new_client(port: int, path: str) -> tuple[list[float], int]:
             if failures >= MAX_PROBE_FAILURES:
                 break
     return timings, failures
+
+
+def tls_session(port: int) -> str:
+    """What a client with OpenSSL's defaults (wrk's own) negotiates with an HTTPS server:
+    ``"TLSv1.3 TLS_AES_256_GCM_SHA384 http/1.1"``, or why it could not."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the run's own self-signed certificate
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as raw, \
+                context.wrap_socket(raw) as sock:
+            cipher = sock.cipher()
+            return " ".join([sock.version() or "?", cipher[0] if cipher else "?",
+                             sock.selected_alpn_protocol() or "no ALPN"])
+    except (OSError, ValueError) as error:
+        return f"no handshake ({error})"
 
 
 @contextlib.contextmanager
@@ -438,7 +461,11 @@ def run_plan(plan: Plan) -> tuple[dict[str, Any], Progress]:
     try:
         log(f"document root {plan.docroot} ({plan.profile}, seed {plan.seed})")
         manifest = docroot.ensure(plan.docroot, plan.seed, plan.profile)
+        if any(spec.tls for spec in plan.specs):
+            servers.make_tls_files(plan.rundir)
         start_servers(plan, server_core, progress, running)
+        progress.tls_sessions = {server.spec.label: tls_session(server.port)
+                                 for server in running if server.spec.tls}
         measure_rounds(plan, running, manifest, server_core, load_cores, progress)
         if plan.locust_seconds > 0:
             for server in still_running(running, progress):
@@ -540,7 +567,8 @@ def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: d
             _done(plan, progress, round_number, case, server, record)
     for round_number, case, order in interleaved(plan.rounds, running, idle_cases):
         for server in _servers_for(case, still_running(order, progress)):
-            fresh = restart_fresh(server, plan, server_core, running, progress)
+            fresh = restart_fresh(server, plan.docroot, plan.rundir, server_core, running,
+                                  progress)
             if fresh is None:
                 continue
             record = measure_idle(fresh, case, manifest, plan.open_timeout, load_cores,
@@ -549,8 +577,8 @@ def measure_rounds(plan: Plan, running: list[servers.RunningServer], manifest: d
             _done(plan, progress, round_number, case, fresh, record)
 
 
-def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | None,
-                  running: list[servers.RunningServer],
+def restart_fresh(server: servers.RunningServer, docroot: str, rundir: str,
+                  server_core: int | None, running: list[servers.RunningServer],
                   progress: Progress) -> servers.RunningServer | None:
     """Stop ``server`` and start its spec again, in its place in ``running``.
 
@@ -563,8 +591,7 @@ def restart_fresh(server: servers.RunningServer, plan: Plan, server_core: int | 
     server.stop()
     index = running.index(server)
     try:
-        fresh = servers.start(server.spec, plan.docroot, plan.rundir, server_core,
-                              log_suffix="-fresh")
+        fresh = servers.start(server.spec, docroot, rundir, server_core, log_suffix="-fresh")
     except servers.StartError as error:
         running.pop(index)
         problem = f"{server.spec.label}: did not start again for the idle cases: {error}"
@@ -652,6 +679,13 @@ def render_report(plan: Plan, progress: Progress, point_rows: list[dict[str, Any
     if any(row["server"] == BENCH_ACCESS_LOG_LABEL for row in point_rows):
         parts += ["## Targets (ratios of medians to nginx)\n",
                   report.targets_table(point_rows, idle_rows, verdicts=not plan.quick), ""]
+    if plan.tls and point_rows:
+        parts += ["## TLS: targets (evented over TLS / nginx over TLS)\n",
+                  report.TLS_INTRO.format(sessions=report.tls_sessions_line(
+                      progress.tls_sessions)),
+                  report.tls_targets_table(point_rows, verdicts=not plan.quick), "",
+                  "## TLS: what it costs (each server over HTTPS / the same over HTTP)\n",
+                  report.tls_cost_table(point_rows), ""]
     if progress.locust:
         parts += ["## Locust scenarios (the same workload for every server)\n",
                   report.LOCUST_INTRO, report.locust_table(progress.locust), "",
@@ -761,7 +795,7 @@ def bench_plan(args: argparse.Namespace) -> Plan:
     specs.append(servers.ServerSpec(BENCH_ACCESS_LOG_LABEL, "evserver", "evented",
                                     ("--access-log", "{rundir}/access-evented.log", *room),
                                     only_when_named=True))
-    specs += peer_specs(list(servers.PEERS), skipped)
+    specs += peer_specs(["http.server", "nginx"], skipped)
     big = "1m" if quick else "16m"  # the quick tree has no 16 MiB file
     cases = [
         Case("1k keep-alive c64", "wrk", "1k", 64),
@@ -776,6 +810,30 @@ def bench_plan(args: argparse.Namespace) -> Plan:
                 args.open_timeout or (5 if quick else 20), 0, 0, 1, quick, args.seed,
                 _rundir(args), args.docroot or default_docroot("quick" if quick else "full"),
                 ["nginx", "evented"], "bench", skipped)
+
+
+def tls_bench_plan(args: argparse.Namespace) -> Plan:
+    """``bench --tls``: evserver's evented model and nginx, each over HTTP and over HTTPS with
+    the same certificate, so the run gives both the targets (evented over TLS against nginx over
+    TLS) and what TLS costs each server (its HTTPS figures against its own HTTP ones).
+
+    The cases: small responses on kept connections (the cost of records), a large file (the
+    cost of encrypting every byte: no sendfile), and a new connection per request (a full
+    handshake each: wrk does not resume TLS sessions)."""
+    quick = args.quick
+    skipped: list[str] = []
+    specs = [servers.evserver_spec("evented"),
+             servers.evserver_spec("evented", *servers.EVSERVER_TLS_ARGS, label="evented+tls")]
+    specs += peer_specs(["nginx", servers.NGINX_TLS], skipped)
+    big = "1m" if quick else "16m"  # the quick tree has no 16 MiB file
+    cases = [Case("1k keep-alive c64", "wrk", "1k", 64),
+             Case(f"{big} keep-alive c8", "wrk", big, 8),
+             Case("1k new conn c64", "wrk", "1k", 64, close=True)]
+    return Plan(specs, cases, args.repeat or (1 if quick else 3),
+                args.duration or (2 if quick else 10),
+                args.open_timeout or (5 if quick else 20), 0, 0, 1, quick, args.seed,
+                _rundir(args), args.docroot or default_docroot("quick" if quick else "full"),
+                [servers.NGINX_TLS, "evented"], "bench", skipped, tls=True)
 
 
 def drop_wrk_cases(plan: Plan) -> None:
@@ -852,11 +910,18 @@ def parser() -> argparse.ArgumentParser:
                               "processes (default 1)")
     commands.choices["bench"].add_argument("--idle-connections", type=int,
                                            help="idle connections to hold (10000; quick 200)")
+    commands.choices["bench"].add_argument(
+        "--tls", action="store_true",
+        help="the HTTPS cases instead: evented and nginx, each over HTTP and over HTTPS with "
+             "one certificate made for the run; targets against nginx over TLS")
     return top
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    plan = compare_plan(args) if args.command == "compare" else bench_plan(args)
+    if args.command == "compare":
+        plan = compare_plan(args)
+    else:
+        plan = tls_bench_plan(args) if args.tls else bench_plan(args)
     if not plan.specs:
         raise PlanError("no server to measure")
     servers.check_specs(plan.specs)

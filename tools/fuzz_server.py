@@ -18,14 +18,21 @@ The loop, once per input::
 "Malformed" is the strict reader's verdict (its docstring says what strict means); inputs that
 may contain a HEAD request are read knowing a response to HEAD has no body.
 
-Run it by hand for long sessions (the CI runs a few hundred inputs per model, from
+Over TLS (``--tls``) each input travels inside a verified TLS connection, so the server's
+TLS layer -- records, pending bytes, close_notify, the lingering close -- carries the same
+mutations; our side's end is a TCP half-close without close_notify (a TLS socket cannot
+half-close otherwise), which the server reads as the end of input.
+
+Run it by hand for long sessions (the CI runs a few hundred inputs per model, fewer over TLS, from
 ``tests/hostile/test_hostile_fuzz.py``)::
 
     .venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1
     .venv/bin/python -m tools.fuzz_server --count 100000 --model threaded --save /tmp/fuzz-fail
+    .venv/bin/python -m tools.fuzz_server --seconds 600 --tls
     .venv/bin/python -m tools.fuzz_server --port 8000 --pid 1234   # a server you started
 
-Without ``--port`` it starts ``python -m evserver`` on a fresh document root with short timeouts.
+Without ``--port`` it starts ``python -m evserver`` on a fresh document root with short timeouts
+(with ``--tls``, on a certificate made for the run).
 It prints how many inputs it tried, the statuses seen, and any failure with its input (``--save``
 writes failing inputs to files for replay with ``--replay FILE``). Exit status 1 on a failure.
 """
@@ -38,6 +45,7 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -53,12 +61,14 @@ if __package__ in (None, ""):  # run as a script: make ``tests.support`` importa
 from tests.support.processes import ServerDidNotStart, ServerProcess, spawn_server
 from tests.support.procfs import open_fds
 from tests.support.responses import (
+    Connect,
     HTTPResponse,
     MalformedResponse,
     exchange,
     parse_responses,
     read_until_close,
 )
+from tests.support.tls import Certificate, client_context, connector, make_certificate
 from tests.support.trees import make_docroot
 
 # ---------------------------------------------------------------------------------------------
@@ -199,12 +209,14 @@ class Target:
     is_alive: Callable[[], bool] = lambda: True
     probe_path: bytes = PROBE
     probe_body: bytes | None = None
+    connect: Connect = socket.create_connection
+    """How a connection is opened: plain TCP, or TLS (``tests.support.tls.connector``)."""
 
 
 def send_input(address: tuple[str, int], data: bytes, rng: random.Random,
-               timeout: float) -> tuple[bytes, str]:
+               timeout: float, connect: Connect = socket.create_connection) -> tuple[bytes, str]:
     """Send ``data`` in random pieces, half-close, read until close."""
-    with socket.create_connection(address, timeout=timeout) as sock:
+    with connect(address, timeout) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         position = 0
         try:
@@ -212,7 +224,7 @@ def send_input(address: tuple[str, int], data: bytes, rng: random.Random,
                 step = len(data) if rng.random() < 0.6 else rng.randint(1, 64)
                 sock.sendall(data[position : position + step])
                 position += step
-            sock.shutdown(socket.SHUT_WR)
+            socket.socket.shutdown(sock, socket.SHUT_WR)  # TLS's own would drop its TLS object
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server gave up on us early (an error): read what it said
         return read_until_close(sock)
@@ -222,7 +234,7 @@ def check_input(target: Target, data: bytes, rng: random.Random,
                 timeout: float) -> tuple[list[HTTPResponse], str | None]:
     """Send one input and check the answer and the server; ``(responses, failure or None)``."""
     try:
-        raw, _how = send_input(target.address, data, rng, timeout)
+        raw, _how = send_input(target.address, data, rng, timeout, target.connect)
     except TimeoutError:
         return [], f"the server neither answered nor closed within {timeout} s"
     except OSError as error:
@@ -240,7 +252,8 @@ def probe(target: Target, timeout: float) -> str | None:
     if not target.is_alive():
         return "the server process is gone"
     try:
-        responses, _ = exchange(target.address, target.probe_path, timeout=timeout)
+        responses, _ = exchange(target.address, target.probe_path, timeout=timeout,
+                                connect=target.connect)
     except (OSError, MalformedResponse) as error:
         return f"probe failed: {error!r}"
     if len(responses) != 1 or responses[0].status != 200:
@@ -316,11 +329,14 @@ SERVER_TIMEOUTS = ("--header-timeout", "2", "--idle-timeout", "2", "--send-timeo
 """Short timeouts for the server it starts: an input the server wrongly waits on ends soon."""
 
 
-def start_evserver(root: Path, model: str, selector: str) -> ServerProcess:
-    """``python -m evserver`` (quiet, short timeouts) on a free port, over ``root``."""
+def start_evserver(root: Path, model: str, selector: str,
+                   certificate: Certificate | None = None) -> ServerProcess:
+    """``python -m evserver`` (quiet, short timeouts) on a free port, over ``root``; serving
+    HTTPS with ``certificate`` when one is given."""
+    tls = certificate.server_args() if certificate is not None else []
     try:
         return spawn_server(root, "-q", "--model", model, "--selector", selector,
-                            *SERVER_TIMEOUTS)
+                            *SERVER_TIMEOUTS, *tls)
     except ServerDidNotStart as error:
         raise SystemExit(f"fuzz_server: the server did not start: {error}") from None
 
@@ -338,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save", type=Path, help="write failing inputs to this folder")
     p.add_argument("--replay", type=Path, help="send this one input file and check it")
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--tls", action="store_true",
+                   help="fuzz over HTTPS: the server it starts gets a certificate made for the "
+                   "run; with --port, trust --cafile (no verification without it)")
+    p.add_argument("--cafile", type=Path, help="with --port --tls: the server's certificate")
     args = p.parse_args(argv)
     if args.seconds is None and args.count is None and args.replay is None:
         args.seconds = 60.0
@@ -347,17 +367,25 @@ def main(argv: list[str] | None = None) -> int:
     server: ServerProcess | None = None
     folder: str | None = None
     try:
+        connect: Connect = socket.create_connection
         if args.port is None:
             folder = tempfile.mkdtemp(prefix="fuzz-root-")
-            server = start_evserver(make_docroot(Path(folder)), args.model, args.selector)
+            certificate = make_certificate(Path(folder) / "tls") if args.tls else None
+            server = start_evserver(make_docroot(Path(folder) / "root"), args.model,
+                                    args.selector, certificate)
             port, pid = server.port, server.pid
+            if certificate is not None:
+                connect = connector(client_context(certificate))
         else:
             port, pid = args.port, args.pid
+            if args.tls:
+                connect = connector(_client_for(args.cafile))
         running = server
         target = Target(("127.0.0.1", port), (lambda: open_fds(pid)) if pid else None,
                         (lambda: running.process.poll() is None) if running is not None
                         else (lambda: True),
-                        probe_body=b"hello, world\n" if args.port is None else None)
+                        probe_body=b"hello, world\n" if args.port is None else None,
+                        connect=connect)
         if args.replay is not None:
             data = args.replay.read_bytes()
             responses, problem = check_input(target, data, random.Random(args.seed),
@@ -382,6 +410,17 @@ def main(argv: list[str] | None = None) -> int:
                 pass  # stop() has killed it
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _client_for(cafile: Path | None) -> ssl.SSLContext:
+    """A client context for a server started by hand: trusting ``cafile``, or (without one)
+    verifying nothing -- it is your own server on this machine."""
+    if cafile is not None:
+        return client_context(cafile)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 if __name__ == "__main__":

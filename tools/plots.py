@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,10 +103,17 @@ def _plain_log_y(axes: Any, values: Sequence[float]) -> None:
     axes.yaxis.set_minor_locator(NullLocator())
 
 
+NOTE_CHARS_PER_INCH = 14
+"""About how many characters of 8 pt text fit in an inch of figure (wider text is wrapped)."""
+
+
 def _save(pyplot: Any, figure: Any, path: str, quick: bool, note: str = "") -> None:
     """Lay out and write a figure, with the smoke-test warning and a note along the bottom."""
-    lines = [(text, colour) for text, colour in ((note, "dimgrey"), (SMOKE_NOTE, "firebrick"))
+    notes = [(text, colour) for text, colour in ((note, "dimgrey"), (SMOKE_NOTE, "firebrick"))
              if text and (text != SMOKE_NOTE or quick)]
+    # A note longer than the figure is wide would be cut at both edges: wrap it.
+    width = max(40, int(figure.get_figwidth() * NOTE_CHARS_PER_INCH))
+    lines = [(line, colour) for text, colour in notes for line in textwrap.wrap(text, width)]
     line_height = 0.16 / figure.get_figheight()  # about 0.16 inch per line of 8 pt text
     for number, (text, colour) in enumerate(reversed(lines)):
         figure.text(0.5, 0.005 + number * line_height, text, ha="center", va="bottom",

@@ -369,3 +369,72 @@ def targets_table(rows: Sequence[dict[str, Any]], idle_rows: Sequence[dict[str, 
     ]
     return _table(["target", *models],
                   ([label, *(judge(model) for model in models)] for label, judge in targets))
+
+
+LARGE_FILES = ("1m", "16m")
+"""Bench files whose figure is throughput (MiB/s) rather than requests/s."""
+
+TLS_INTRO = (
+    "`evented+tls` and `nginx+tls` serve the same files with the same certificate (made for the "
+    "run), TLS 1.2 and 1.3, the server's cipher order and no session resumption, so a new "
+    "connection is a full handshake in both; what a client with OpenSSL's defaults (wrk's) "
+    "negotiated: {sessions}. Neither uses kernel TLS here unless evserver's banner (in its log) "
+    "says `kTLS sendfile`: both encrypt in user space, in 16 KiB records.\n")
+
+
+def tls_sessions_line(sessions: dict[str, str]) -> str:
+    """``label: version cipher ALPN`` for each HTTPS server, for the TLS sections' intro."""
+    return "; ".join(f"{label}: {text}" for label, text in sessions.items()) or "not probed"
+
+
+def tls_targets_table(rows: Sequence[dict[str, Any]], verdicts: bool = True,
+                      server: str = "evented+tls", baseline: str = "nginx+tls") -> str:
+    """The TLS targets: ``server``'s ratio to ``baseline`` per case, with a verdict unless
+    ``verdicts`` is false (a quick run judges nothing), and the CPU time per GiB of both."""
+    keep, close = _case_named(rows, "1k keep-alive"), _case_named(rows, "1k new conn")
+    big = _case_named(rows, "16m") or _case_named(rows, "1m keep-alive c8")
+    big_name = (big or "?").split()[0]
+
+    def judged(case: str | None, metric: str, limit: float, at_least: bool) -> str:
+        return _verdict(ratio(rows, case or "", server, baseline, metric), limit, at_least,
+                        verdicts)
+
+    def per_gib(label: str) -> str:
+        found = [row for row in rows if row["case"] == big and row["server"] == label]
+        return fmt_range(found[0], "cpu_s_per_gib", 2) if found else "-"
+
+    lines = [
+        ("1k keep-alive c64: req/s >= 0.70x nginx", judged(keep, "rps", 0.70, True)),
+        (f"{big_name} keep-alive c8: throughput >= 0.80x nginx",
+         judged(big, "transfer_mib_s", 0.80, True)),
+        ("1k new conn c64 (a full handshake each): req/s >= 0.80x nginx",
+         judged(close, "rps", 0.80, True)),
+        (f"{big_name} keep-alive c8: CPU s/GiB, {server} / {baseline}",
+         f"{per_gib(server)} / {per_gib(baseline)}"),
+    ]
+    return _table(["target", f"{server} vs {baseline}"], lines)
+
+
+def tls_cost_table(rows: Sequence[dict[str, Any]],
+                   pairs: Sequence[tuple[str, str]] = (("evented", "evented+tls"),
+                                                       ("nginx", "nginx+tls"))) -> str:
+    """What TLS costs each server: per case, its figures over HTTP and over HTTPS, and their
+    ratio (requests/s; MiB/s and CPU seconds per GiB for the large file)."""
+    by_key = {(row["case"], row["server"]): row for row in rows}
+    cases = list(dict.fromkeys(row["case"] for row in rows))
+    lines = []
+    for case in cases:
+        for plain, tls in pairs:
+            if (case, plain) not in by_key or (case, tls) not in by_key:
+                continue
+            big = by_key[(case, plain)].get("file") in LARGE_FILES
+            metric = "transfer_mib_s" if big else "rps"
+            digits = 1 if big else 0
+            lines.append([
+                case, plain, fmt_range(by_key[(case, plain)], metric, digits),
+                fmt_range(by_key[(case, tls)], metric, digits),
+                fmt(ratio(rows, case, tls, plain, metric), 2),
+                fmt_range(by_key[(case, plain)], "cpu_s_per_gib", 2),
+                fmt_range(by_key[(case, tls)], "cpu_s_per_gib", 2)])
+    return _table(["case", "server", "HTTP (req/s or MiB/s)", "HTTPS", "HTTPS / HTTP",
+                   "CPU s/GiB HTTP", "CPU s/GiB HTTPS"], lines)

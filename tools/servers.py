@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from tools import cores
@@ -67,14 +68,39 @@ TOOLS_DIR = os.path.dirname(os.path.abspath(__file__))
 NGINX_TEMPLATE = os.path.join(TOOLS_DIR, "nginx.conf.template")
 
 MODELS = ("evented", "threaded", "iterative")
-PEERS = ("http.server", "nginx")
+NGINX_TLS = "nginx+tls"
+"""The nginx peer serving HTTPS, with the run's certificate (see ``NGINX_TLS_SETTINGS``)."""
+PEERS = ("http.server", "nginx", NGINX_TLS)
 INSTALL_HINTS = {"nginx": "Debian: sudo apt-get install nginx"}
+
+TLS_FOLDER = "tls"
+"""Where in the run folder the runner makes the certificate its HTTPS servers share."""
+
+EVSERVER_TLS_ARGS = ("--tls-cert", "{rundir}/tls/server-cert.pem",
+                     "--tls-key", "{rundir}/tls/server-key.pem", "--tls-no-tickets")
+"""evserver's options for HTTPS with the run's certificate (``{rundir}`` is filled in at start),
+and no session tickets: wrk keeps each connection's TLS session across its reconnects and
+would resume it, so a new connection per request would measure resumed handshakes, not full
+ones."""
+
+NGINX_TLS_SETTINGS = """\
+        ssl_certificate ${cert};
+        ssl_certificate_key ${key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_session_tickets off;
+        ssl_session_cache off;
+"""
+"""nginx over TLS as evserver is: the same certificate, TLS 1.2 and 1.3, the server's cipher
+order (Python's server context prefers its own order too, so both pick the same cipher from
+wrk's offer), no session resumption (``EVSERVER_TLS_ARGS`` says why); the 16 KiB TLS buffer
+at its default, the record size evserver writes; no kTLS (nginx turns it on only when told)."""
 
 RUNNER_OPTIONS = ("-b", "--bind", "-d", "--directory", "--stats-path", "-h", "--help",
                   "--version")
 """evserver options the runner sets itself (address, folder, stats URL) or that do not serve."""
 
-EVSERVER_BANNER = re.compile(r"on http://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
+EVSERVER_BANNER = re.compile(r"on https?://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
 HTTP_SERVER_BANNER = re.compile(r"Serving HTTP on \S+ port (\d+)")
 LABEL_PREFIX = re.compile(r"([A-Za-z0-9_.+-]+)=(?=\S)")
 
@@ -105,6 +131,11 @@ class ServerSpec:
     text: str = ""
     """The spec as the user wrote it (for messages); empty for specs the runner builds."""
 
+    @property
+    def tls(self) -> bool:
+        """The server speaks HTTPS (its URLs say ``https``)."""
+        return self.kind == NGINX_TLS or "--tls-cert" in self.extra_args
+
 
 @dataclass
 class RunningServer:
@@ -121,7 +152,7 @@ class RunningServer:
         return self.process.pid
 
     def url(self, path: str = "/") -> str:
-        return f"http://{HOST}:{self.port}{path}"
+        return f"{'https' if self.spec.tls else 'http'}://{HOST}:{self.port}{path}"
 
     def stop(self) -> int | None:
         return stop_process(self.process)
@@ -242,9 +273,12 @@ def check_specs(specs: Iterable[ServerSpec], timeout: float = START_TIMEOUT) -> 
     with tempfile.TemporaryDirectory(prefix="evserver-check-") as folder:
         started: list[tuple[ServerSpec, subprocess.Popen[bytes], str]] = []
         try:
+            if any("{rundir}/" + TLS_FOLDER in " ".join(s.extra_args) for s in evservers):
+                make_tls_files(folder)  # the folder stands in for the run folder
             for spec in evservers:
                 log_path = os.path.join(folder, f"{len(started)}.log")
-                argv = evserver_argv(spec, folder, "/-/stats")
+                extra = tuple(arg.replace("{rundir}", folder) for arg in spec.extra_args)
+                argv = evserver_argv(replace(spec, extra_args=extra), folder, "/-/stats")
                 started.append((spec, _spawn(argv, log_path), log_path))
             deadline = time.monotonic() + timeout
             waiting = list(started)
@@ -271,7 +305,7 @@ def nginx_binary() -> str | None:
 
 def peer_missing(name: str) -> str | None:
     """None when peer ``name`` can run here, else what to install (one line)."""
-    if name == "nginx" and nginx_binary() is None:
+    if name in ("nginx", NGINX_TLS) and nginx_binary() is None:
         return f"nginx is not installed ({INSTALL_HINTS['nginx']})"
     return None
 
@@ -361,8 +395,8 @@ def start(spec: ServerSpec, docroot: str, rundir: str, core: Iterable[int] | int
         # -u: unbuffered, or the banner line waits in a pipe buffer and we never see the port.
         argv = [sys.executable, "-u", "-m", "http.server", "0", "-b", HOST, "-d", docroot]
         pattern, stats_url = HTTP_SERVER_BANNER, None
-    elif spec.kind == "nginx":
-        argv, nginx_port = _nginx_argv(docroot, rundir)
+    elif spec.kind in ("nginx", NGINX_TLS):
+        argv, nginx_port = _nginx_argv(docroot, rundir, spec.tls)
         pattern, stats_url = None, None
     else:
         raise ValueError(f"unknown server kind {spec.kind!r}")
@@ -377,30 +411,53 @@ def start(spec: ServerSpec, docroot: str, rundir: str, core: Iterable[int] | int
     except BaseException:  # StartError, or Ctrl-C while waiting: never leave the child behind
         stop_process(process)
         raise
-    return RunningServer(spec, process, port, log_path, pin + argv,
-                         f"http://{HOST}:{port}{stats_url}" if stats_url else None)
+    running = RunningServer(spec, process, port, log_path, pin + argv)
+    if stats_url:
+        running.stats_url = running.url(stats_url)
+    return running
 
 
-def nginx_config(docroot: str, prefix: str, port: int) -> str:
+def tls_files(rundir: str) -> tuple[str, str]:
+    """The run's certificate and key (``make_tls_files`` makes them)."""
+    folder = os.path.join(rundir, TLS_FOLDER)
+    return os.path.join(folder, "server-cert.pem"), os.path.join(folder, "server-key.pem")
+
+
+def make_tls_files(rundir: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 in the run folder, shared by every HTTPS server
+    of the run (so that nginx and evserver do the same handshake work)."""
+    from tests.support.tls import make_certificate
+
+    made = make_certificate(Path(rundir) / TLS_FOLDER)
+    assert (str(made.cert), str(made.key)) == tls_files(rundir)
+    return str(made.cert), str(made.key)
+
+
+def nginx_config(docroot: str, prefix: str, port: int,
+                 tls: tuple[str, str] | None = None) -> str:
+    """The configuration of the nginx peer; with ``tls`` (certificate, key), over HTTPS."""
     with open(NGINX_TEMPLATE) as template_file:
         template = string.Template(template_file.read())
     # As root, nginx drops its worker to "nobody"; the docroot is world-readable, so that works,
     # but naming the user explicitly keeps the worker's identity obvious in `ps`.
     user_line = "user nobody nogroup;" if os.geteuid() == 0 else ""
+    settings = "" if tls is None else string.Template(NGINX_TLS_SETTINGS).substitute(
+        cert=tls[0], key=tls[1])
     return template.substitute(rundir=prefix, docroot=os.path.abspath(docroot), host=HOST,
                                port=port, backlog=BACKLOG, nofile=NOFILE,
-                               worker_connections=NOFILE - 100, user_line=user_line)
+                               worker_connections=NOFILE - 100, user_line=user_line,
+                               listen_tls=" ssl" if tls else "", tls_settings=settings)
 
 
-def _nginx_argv(docroot: str, rundir: str) -> tuple[list[str], int]:
+def _nginx_argv(docroot: str, rundir: str, tls: bool = False) -> tuple[list[str], int]:
     binary = nginx_binary()
     if binary is None:
         raise StartError(f"nginx is not installed ({INSTALL_HINTS['nginx']})")
-    prefix = os.path.join(rundir, "nginx")
+    prefix = os.path.join(rundir, "nginx-tls" if tls else "nginx")
     for sub in ("logs", "tmp"):  # nginx opens <prefix>/logs/error.log before reading the config
         os.makedirs(os.path.join(prefix, sub), exist_ok=True)
     port = free_port()
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as out:
-        out.write(nginx_config(docroot, prefix, port))
+        out.write(nginx_config(docroot, prefix, port, tls_files(rundir) if tls else None))
     return [binary, "-p", prefix + "/", "-c", conf, "-e", prefix + "/error.log"], port

@@ -13,6 +13,8 @@ a driver only asks it ``receive``, ``resume``, ``paused``, ``should_close``, ``l
 
 The two run the same conversation, so a model comparison measures the concurrency and nothing
 else; what they must agree on (read size, deadlines, lingering close) is defined once in
-``policy``. TLS, when it comes, belongs below the drivers, in ``evserver.net``: a driver asks a
-transport for bytes and gives it items, whatever the transport does with them.
+``policy``. TLS lives below the drivers, in ``evserver.net.tls``: a driver asks a transport (or a
+TLS socket) for bytes and gives it items, whatever it does with them. What a driver does know:
+that a TLS connection begins with a handshake (it runs it, under the first request's deadline),
+and which class to use, chosen once per connection.
 """

@@ -40,13 +40,19 @@ Closing: when the server closes first (``Connection: close``, an error response,
 lingering close (``evserver.drivers.policy``). When the peer closed first, or on an idle
 timeout, or when the client asked to close and left nothing unread (``protocol.linger`` false),
 a plain close.
+
+TLS (a ``evserver.net.tls.TLSSocket``, wrapped by the server at accept): first the blocking
+handshake, all of it within the header timeout (a client that stalls mid-handshake is closed
+then, counted as an idle timeout, like one that says nothing); a client that broke the protocol
+(plain HTTP sent to this port) gets a lingering close. Then the same conversation, sent by
+``send_tls``; the socket keeps the kernel-timeout manners the loop below expects (its class
+docstring says why it cannot use the kernel's own), and sends close_notify when it closes.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -61,7 +67,14 @@ from evserver.drivers.policy import (
     SEND,
     shut_down_writing,
 )
-from evserver.net.blocking import send_each, send_items
+from evserver.net.blocking import TIMEVAL, send_each, send_items
+from evserver.net.tls import (
+    HANDSHAKE_DONE,
+    HANDSHAKE_FAILED,
+    HANDSHAKE_TIMED_OUT,
+    TLSSocket,
+    send_tls,
+)
 
 if TYPE_CHECKING:  # only for annotations: this module needs no HTTP code to run
     from evserver.config import ServerConfig
@@ -83,6 +96,13 @@ def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
     """
     server_closes_first = False
     try:
+        if isinstance(sock, TLSSocket):
+            outcome = sock.shake_hands(config.header_timeout)
+            if outcome != HANDSHAKE_DONE:
+                if outcome == HANDSHAKE_TIMED_OUT:
+                    stats.timeouts[IDLE] += 1  # the first wait, as for a client saying nothing
+                server_closes_first = outcome == HANDSHAKE_FAILED  # its alert, then linger
+                return
         server_closes_first = _converse(sock, protocol, config, stats, on_idle, stopping)
     except OSError as error:  # reset, broken pipe, send timeout, a file that shrank: drop it
         log.debug("%r dropped: %s", protocol, error)
@@ -95,11 +115,6 @@ def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
             sock.close()
 
 
-_TIMEVAL = struct.Struct("@ll")
-"""struct timeval as SO_RCVTIMEO/SO_SNDTIMEO want it: seconds and microseconds, native longs
-(Linux; on little-endian BSD/macOS, whose tv_usec is an int, the same bytes read the same)."""
-
-
 def _set_kernel_timeout(sock: socket.socket, option: int, seconds: float) -> None:
     """``SO_RCVTIMEO`` or ``SO_SNDTIMEO``; zero or less means none (a timeval of zero)."""
     whole = micros = 0
@@ -108,12 +123,12 @@ def _set_kernel_timeout(sock: socket.socket, option: int, seconds: float) -> Non
         micros = int((seconds - whole) * 1_000_000)
         if not whole and not micros:
             micros = 1  # a positive timeout under 1 µs must not become "none"
-    sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, micros))
+    sock.setsockopt(socket.SOL_SOCKET, option, TIMEVAL.pack(whole, micros))
 
 
 Sender = Callable[[socket.socket, list[Item], bool], int]
-"""``send_items``, or ``send_each`` under the teaching switch ``--split-writes``: chosen once per
-connection, so the default path has no test for the switch."""
+"""``send_items``, or ``send_each`` under the teaching switch ``--split-writes``, or ``send_tls``
+on a TLS socket: chosen once per connection, so the default path has no test for either."""
 
 
 def _send(sock: socket.socket, items: list[Item], config: ServerConfig, stats: Stats,
@@ -139,7 +154,8 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
     request_deadline: float | None = None  # when the request now arriving must be complete
     receive_timeout: float | None = None  # what SO_RCVTIMEO holds now (None: not set yet)
     monotonic = time.monotonic
-    send = send_each if config.split_writes else send_items
+    send = send_tls if isinstance(sock, TLSSocket) else \
+        send_each if config.split_writes else send_items
     # A new connection's first request must start within header_timeout (as in the evented
     # model), so a client that connects and says nothing cannot hold a thread for idle_timeout.
     idle_wait = header_timeout if header_timeout > 0 else idle_timeout

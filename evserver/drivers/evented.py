@@ -40,9 +40,16 @@ Closing: after the last response is flushed and the protocol says close, a linge
 ``LINGER_SECONDS`` or ``LINGER_MAX_BYTES``), except when ``protocol.linger`` is false (the client
 asked to close and left nothing unread): then a plain close.
 
-Invariants: ``reactor.modify`` is only called when the mask changes (it is a system call); the
-socket is unregistered before it is closed; a closed connection ignores late events and timers; a
-bug in any callback aborts this connection only.
+TLS (``TLSConnection``, the class the server picks at accept for a TLS listener, so a plain
+connection runs no TLS code at all): the handshake first, with callbacks of its own, the
+interest mask OpenSSL asks for, and the first request's deadline (the header timeout from
+accept), which no handshake event moves; then the same life as any connection, over a
+transport that encrypts (``evserver.net.tls.TLSTransport``). Everything below the transport's
+interface -- records, close_notify, kTLS -- is the transport's.
+
+Invariants: ``reactor.modify`` is only called when the mask changes (it is a system call; a new
+callback with the same mask is not); the socket is unregistered before it is closed; a closed
+connection ignores late events and timers; a bug in any callback aborts this connection only.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ import logging
 import socket
 from collections.abc import Callable
 from selectors import EVENT_READ, EVENT_WRITE
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from evserver.bodies import Item
 from evserver.drivers.policy import (
@@ -65,6 +72,14 @@ from evserver.drivers.policy import (
 )
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
+from evserver.net.tls import (
+    HANDSHAKE_DONE,
+    PEER_GONE,
+    WANTS_READ,
+    WANTS_WRITE,
+    TLSSocket,
+    TLSTransport,
+)
 from evserver.net.transport import SplitWritesTransport, Transport
 
 if TYPE_CHECKING:  # only for annotations: this module needs no HTTP code to run
@@ -135,9 +150,7 @@ class Connection:
                  config: ServerConfig, peer: str = "-", stats: Stats | None = None,
                  on_closed: Callable[[Connection], None] | None = None) -> None:
         self._reactor = reactor
-        # The teaching switch --split-writes is a class chosen here, not a test per write.
-        transport_class = SplitWritesTransport if config.split_writes else Transport
-        self.transport = transport_class(sock, use_sendfile=config.use_sendfile, stats=stats)
+        self.transport = self._new_transport(sock, config, stats)
         self.fd = self.transport.fd
         self.protocol = protocol
         self.config = config
@@ -168,6 +181,14 @@ class Connection:
         if stats is not None:
             stats.connections_open += 1
             stats.connections_total += 1
+
+    @staticmethod
+    def _new_transport(sock: socket.socket, config: ServerConfig,
+                       stats: Stats | None) -> Transport:
+        """The write side. Its class is chosen here, once (the teaching switch --split-writes;
+        TLS in ``TLSConnection``), so that no write tests a flag."""
+        transport_class = SplitWritesTransport if config.split_writes else Transport
+        return transport_class(sock, use_sendfile=config.use_sendfile, stats=stats)
 
     @property
     def state(self) -> str:
@@ -365,3 +386,78 @@ class Connection:
             self._stats.connections_open -= 1
         if self._on_closed is not None:
             self._on_closed(self)
+
+
+class TLSConnection(Connection):
+    """A connection over TLS: a handshake first, then the life of any connection.
+
+    The handshake is a conversation of its own, driven here. While it lasts, the reactor calls
+    ``_on_handshake_event`` instead of ``_on_event``, and the interest mask is what OpenSSL
+    asked for: a readable socket may bring handshake bytes only, and the server's flight may
+    wait for room. The deadline is the one every new connection gets, the header timeout from
+    accept (state ``idle``, "the first waits the header timeout"), and no handshake event moves
+    it: a client that stalls mid-handshake is dropped on time, without a word (counted as an
+    idle timeout, like a client that connects and says nothing).
+
+    Then ``_on_event`` takes over, at once if the TLS object already decrypted request bytes
+    (no selector would see them). A handshake the client failed (plain HTTP sent to this port,
+    no version or cipher in common) ends in a lingering close that reads raw bytes, so the
+    client sees an end of stream, not a reset; one it abandoned (reset, end of stream) in a
+    plain close.
+    """
+
+    __slots__ = ()
+
+    transport: TLSTransport
+
+    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol, *,
+                 config: ServerConfig, peer: str = "-", stats: Stats | None = None,
+                 on_closed: Callable[[Connection], None] | None = None) -> None:
+        super().__init__(reactor, sock, protocol, config=config, peer=peer, stats=stats,
+                         on_closed=on_closed)
+        reactor.modify(self.fd, EVENT_READ, self._on_handshake_event)
+
+    @staticmethod
+    def _new_transport(sock: socket.socket, config: ServerConfig,
+                       stats: Stats | None) -> TLSTransport:
+        return TLSTransport(cast(TLSSocket, sock), use_sendfile=config.use_sendfile,
+                            stats=stats)
+
+    def _on_handshake_event(self, mask: int) -> None:
+        if self.closed:
+            return
+        try:
+            outcome = self.transport.handshake()
+            if outcome == HANDSHAKE_DONE:
+                self._begin_conversation()
+            elif outcome in (WANTS_READ, WANTS_WRITE):
+                if outcome != self._mask:
+                    self._mask = outcome
+                    self._reactor.modify(self.fd, outcome, self._on_handshake_event)
+            else:
+                self._after_failed_handshake(outcome)
+        except Exception:
+            log.exception("%r failed in its TLS handshake; aborting it", self)
+            self.abort()
+
+    def _begin_conversation(self) -> None:
+        self._mask = EVENT_READ
+        self._reactor.modify(self.fd, EVENT_READ, self._on_event)
+        if self.transport.sock.pending():
+            self._on_event(EVENT_READ)
+
+    def _after_failed_handshake(self, outcome: int) -> None:
+        if outcome == PEER_GONE or self.transport.closed:
+            self._finish()
+            return
+        self._reactor.modify(self.fd, self._mask, self._on_event)  # the lingering close's reads
+        self._close_gracefully()
+
+    def _update(self) -> None:
+        """``Connection._update``, then: a write that waits for the client's bytes waits for
+        readable, not writable (writable would wake the loop for nothing, again and again)."""
+        Connection._update(self)
+        if self.transport.write_waits_for_read and not self.closed \
+                and self._mask != EVENT_READ:
+            self._mask = EVENT_READ
+            self._reactor.modify(self.fd, EVENT_READ, self._on_event)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import struct
 
 from evserver.bodies import GATHER_LIMIT, FileRegion, Item, release_all, unsent_parts
 from evserver.net.sendfile import (
@@ -46,6 +47,10 @@ from evserver.net.sendfile import (
     MSG_MORE,
     SENDFILE_UNSUPPORTED_ERRNOS,
 )
+
+TIMEVAL = struct.Struct("@ll")
+"""struct timeval as SO_RCVTIMEO/SO_SNDTIMEO want it: seconds and microseconds, native longs
+(Linux; on little-endian BSD/macOS, whose tv_usec is an int, the same bytes read the same)."""
 
 
 class FileShrankError(ConnectionAbortedError):

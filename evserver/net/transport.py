@@ -19,7 +19,7 @@ File regions go out with ``os.sendfile(sock, file, offset, count)`` with explici
 A head followed by a region is sent with ``MSG_MORE`` so the kernel packs it with the first file
 bytes. Where sendfile is unavailable (ENOSYS, EINVAL for files it cannot map) or switched off
 (``use_sendfile=False``, the lab that measures what sendfile buys), regions are read with
-``os.pread`` in ``FALLBACK_CHUNK_SIZE`` pieces and sent as bytes.
+``os.pread`` in ``FALLBACK_CHUNK_SIZE`` pieces (``region_chunk_size``) and sent as bytes.
 
 The teaching switch ``--split-writes`` uses :class:`SplitWritesTransport` instead: every item
 leaves in a ``send`` of its own (never gathered by ``sendmsg``, joined, or corked with
@@ -77,6 +77,10 @@ class Transport:
 
     __slots__ = ("_close_when_drained", "_more", "_pending", "_queue", "_stats", "_use_sendfile",
                  "closed", "fd", "sock")
+
+    region_chunk_size = FALLBACK_CHUNK_SIZE
+    """Bytes read per ``pread`` when a file region is not sent with ``sendfile`` (a subclass
+    may read in other sizes: the TLS transport reads one TLS record's worth)."""
 
     def __init__(self, sock: socket.socket, *, use_sendfile: bool = True,
                  stats: Stats | None = None) -> None:
@@ -236,7 +240,7 @@ class Transport:
     def _read_region_chunk(self, cursor: _RegionCursor) -> bool:
         """The fallback: move the next chunk of the region into the queue as bytes."""
         try:
-            chunk = os.pread(cursor.fd, min(FALLBACK_CHUNK_SIZE, cursor.left), cursor.offset)
+            chunk = os.pread(cursor.fd, min(self.region_chunk_size, cursor.left), cursor.offset)
         except OSError as error:
             self._fail(error, "pread")
             return False

@@ -36,6 +36,7 @@ from evserver.net.listener import (
     open_listener,
     peer_name,
 )
+from evserver.net.tls import body_path
 from evserver.protocol import Handler, ServerProtocol
 from evserver.static import StaticHandler
 from evserver.stats import Stats
@@ -78,7 +79,10 @@ class BaseServer:
         self.stats = Stats(self.model, selector_name)
         static: Handler = handler or StaticHandler(
             config.root, index_names=config.index_names, listing=config.listing,
-            follow_symlinks=config.follow_symlinks)
+            follow_symlinks=config.follow_symlinks, dotfiles=config.dotfiles,
+            precompressed=config.precompressed, gzip=config.gzip, headers=config.headers,
+            cache_control=config.cache_control, cors=config.cors,
+            error_pages=dict(config.error_pages), fallback=config.fallback)
         self.static_handler = static if isinstance(static, StaticHandler) else None
         """The file handler when it is ours (a model may tune it: ``check_round``)."""
         self.draining = False
@@ -210,6 +214,8 @@ class BaseServer:
         host, port = self.address
         shown = f"[{host}]" if ":" in host else host
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        return (f"{SERVER_NAME}: serving {self.config.root} on http://{shown}:{port}/ "
+        tls = self.config.tls_context
+        scheme, bodies = ("http", "") if tls is None else ("https", f", {body_path(tls)}")
+        return (f"{SERVER_NAME}: serving {self.config.root} on {scheme}://{shown}:{port}/ "
                 f"(model {self.model}, selector {self.stats.selector or '-'}, "
-                f"descriptor limit {soft})")
+                f"descriptor limit {soft}{bodies})")

@@ -16,13 +16,18 @@ arriving in the instant between that check and the shutdown of its socket is cut
 watchdog thread forces the rest closed (``SHUT_RDWR``: blocked calls fail at once) when
 ``config.drain_timeout`` has passed; a second ``shutdown()`` does so immediately. Sockets are
 only ever *shut down* from other threads, never closed: the thread that owns one closes it, so a
-descriptor number is never reused under someone's feet.
+descriptor number is never reused under someone's feet. (A TLS socket's ``shutdown`` leaves its
+TLS object alone for the same reason: only the owning thread may touch it.)
 
 Handing over (``retire()``, a worker process replaced by a successor): accepting stops at once
 (with ``take_queue_on_retire``, after taking what waits in the listener's own queue), every
 conversation gets a handler whose responses say ``Connection: close``, and the watchdog waits
 ``RETIRE_GRACE_SECONDS`` before it begins the stop above, so an idle keep-alive connection gets
 its next request answered (and closed) rather than closed under it.
+
+HTTPS: the accepting thread wraps each accepted socket (``evserver.net.tls``: no I/O yet), so
+the live connections are the TLS sockets; the handshake is the connection's own thread's work
+(``drive``), so a slow one never holds the accept loop.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from evserver.drivers.blocking import drive
 from evserver.event.reactor import register_exclusive
 from evserver.http.events import Request
 from evserver.net.listener import ACCEPT_PAUSE_SECONDS, configure_client_socket
+from evserver.net.tls import wrap_server_socket
 from evserver.protocol import ServerProtocol
 from evserver.servers.base import RETIRE_GRACE_SECONDS, BaseServer
 
@@ -222,8 +228,11 @@ class BlockingServer(BaseServer):
         self.listener.close()
 
     def _accepted(self, sock: socket.socket, peer: str) -> None:
+        tls = self.config.tls_context
         try:
             configure_client_socket(sock, self.config.nodelay)
+            if tls is not None:  # the handshake is the connection's own thread's to make
+                sock = wrap_server_socket(tls, sock)
         except OSError:  # the peer reset before we got to it
             sock.close()
             return

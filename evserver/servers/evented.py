@@ -13,6 +13,9 @@ Accepting::
                                          (one log line; accepting in a loop would spin)
         max_connections reached       -> stop watching until a connection closes
         fd >= reactor.fd_limit        -> close it at once (select() could not watch it)
+        HTTPS                         -> wrap it (no I/O yet) and drive it as a TLSConnection,
+                                         whose handshake comes first; plain sockets never see
+                                         TLS code (the class is chosen once, at start-up)
 
 Shutdown, callable from any thread or a signal handler (it only queues a call into the loop):
 the first call stops accepting, closes idle connections and lets the others finish what they are
@@ -52,11 +55,12 @@ from typing import Any
 
 from evserver.accesslog import FLUSH_LINES, LOG_FLUSH_SECONDS
 from evserver.config import ServerConfig
-from evserver.drivers.evented import Connection
+from evserver.drivers.evented import Connection, TLSConnection
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
 from evserver.event.trace import LoopTracer
 from evserver.net.listener import ACCEPT_BATCH, ACCEPT_PAUSE_SECONDS, configure_client_socket
+from evserver.net.tls import wrap_server_socket
 from evserver.protocol import Handler
 from evserver.servers.base import RETIRE_GRACE_SECONDS, BaseServer
 
@@ -89,6 +93,9 @@ class EventedServer(BaseServer):
         self._shutdown_level = 0  # 0 serving, 1 draining, 2 forced
         self._drain_timer: Timer | None = None
         self._last_fd_limit_log = float("-inf")
+        self._tls = config.tls_context
+        self._connection_class = Connection if self._tls is None else TLSConnection
+        """Chosen once: a plain connection runs no TLS code."""
         self.connection_cap = config.max_connections
         """max_connections, lowered with select() so accepted descriptors stay below 1024."""
         fd_limit = self.reactor.fd_limit
@@ -278,12 +285,15 @@ class EventedServer(BaseServer):
             configure_client_socket(sock, self.config.nodelay)
             if self._test_sndbuf is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._test_sndbuf)
+            if self._tls is not None:  # no handshake yet: the connection makes it
+                sock = wrap_server_socket(self._tls, sock)
         except OSError as error:  # the peer may already be gone (ECONNRESET, EINVAL)
             self.log.debug("dropping a new connection: %s", error)
             sock.close()
             return
-        connection = Connection(self.reactor, sock, self.new_protocol(peer), config=self.config,
-                                peer=peer, stats=self.stats, on_closed=self._connection_closed)
+        connection = self._connection_class(
+            self.reactor, sock, self.new_protocol(peer), config=self.config, peer=peer,
+            stats=self.stats, on_closed=self._connection_closed)
         self.connections.add(connection)
 
     def _refuse_over_fd_limit(self, sock: socket.socket, fd_limit: int) -> None:

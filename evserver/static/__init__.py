@@ -11,15 +11,18 @@ the transport sends with ``os.sendfile``.
 
 How the modules fit (an arrow: "imports")::
 
-    handler ─┬─> paths        request-target -> names under the root, and a Location back
-             ├─> cache        FileEntry, and the stat-validated cache of small files
+    handler ─┬─> paths        request-target -> names under the root (dotfiles), a Location back
+             ├─> cache        FileEntry (one representation), Variants, the stat-validated cache
              ├─> conditions   RFC 9110 13 preconditions: pure functions on field values
              ├─> ranges       RFC 9110 14 Range: parsing, the single and multipart 206
+             ├─> encodings    RFC 9110 12.5.3 Accept-Encoding: which coding; gzip with zlib
+             ├─> headers      the operator's fields (-H, Cache-Control, CORS) and preflights
              ├─> listing      a directory's HTML page
-             ├─> media_types  file name -> Content-Type
+             ├─> media_types  file name -> Content-Type; which types are text worth compressing
              └─> refusals     Refusal (an error status) and the errno -> status table
 
     ranges ──> cache (FileEntry), conditions (If-Range);   paths, ranges ──> refusals
+    cache ──> encodings (a Variants' choice)
 
 ``handler`` is the entry: "open, ``fstat``, decide". A request takes one of two ways. The fast
 way: the raw path is a key of the cache; the entry is verified (one ``os.stat``, or none when the
@@ -37,16 +40,16 @@ only values. (The pure rules of ``conditions`` still answer with a status number
 refusal.)
 
 The modules below the handler never import it, and the pure ones (``paths``, ``conditions``,
-``ranges``, ``media_types``) never import ``os``: only the handler opens and reads files, the
-cache re-stats the paths it holds, the listing scans a directory (``tests/unit/test_layers.py``
-checks the imports).
+``ranges``, ``encodings``, ``headers``, ``media_types``) never import ``os``: only the handler
+opens and reads files (and stats a file's sidecars), the cache re-stats the paths it holds, the
+listing scans a directory (``tests/unit/test_layers.py`` checks the imports).
 
-Compression, later, lands in this package as one more module beside these (say ``encodings``):
-content negotiation on ``Accept-Encoding`` (RFC 9110 12.5.3) choosing a precompressed sidecar
-(``name.br``, ``name.gz``) that the handler opens, checks and answers like any file, with
-``Content-Encoding``, ``Vary: Accept-Encoding`` and its own ETag; and on-the-fly gzip for small
-text files, made once when a cache entry is filled and kept in the ``FileEntry`` beside the
-plain bytes. The fast way then tests ``accept-encoding`` too. Files sent as regions are never
+Compression: a file may have other representations in a content coding (RFC 9110 8.4). A
+precompressed sidecar (``name.br``, ``name.zst``, ``name.gz``) is opened, checked and answered
+like any file, with ``Content-Encoding``, ``Vary: Accept-Encoding`` and its own ETag; gzip made
+in memory (``--gzip``) is made once, when a small text file's entry is filled, and kept in that
+entry beside the plain bytes. The fast way tests ``accept-encoding`` only for a file that has
+another representation (the entry's ``answer_fields``). Files sent as regions are never
 compressed on the fly (``sendfile`` sends them untouched), and a ``.gz`` file asked for by name
 is still served as itself (``media_types``).
 """

@@ -8,7 +8,8 @@ Invariants: every name reaches the page through ``html.escape`` (text) or ``urll
 with no safe characters (links), so no name, whatever it holds (``<``, quotes, CR/LF, ``:``), can
 inject markup, a script or an absolute URL; and only names the handler would serve are listed:
 valid UTF-8 (a name that is not cannot be requested), no backslash, regular files and directories
-only, and (without ``follow_symlinks``) no symlink leading out of the root. Dotfiles are listed.
+only, and (without ``follow_symlinks``) no symlink leading out of the root; names the handler
+hides (dotfiles, unless they are on) are left out.
 Order: directories first, then files, each group by name (code point order); times are UTC.
 """
 
@@ -18,22 +19,29 @@ import html
 import os
 import stat
 import time
+from collections.abc import Callable
 from urllib.parse import quote
 
 _Row = tuple[bool, str, bool, int, float]
 """(is a file, name, is a directory, size, mtime): sorting the tuples gives the listing order."""
 
 
-def listing_page(real_dir: str, url_path: str, root: str, *, follow_symlinks: bool) -> bytes:
+def listing_page(
+    real_dir: str, url_path: str, root: str, *, follow_symlinks: bool,
+    hidden: Callable[[str, bool], bool] | None = None,
+) -> bytes:
     """The listing of ``real_dir`` (shown as ``url_path``, which ends with ``/``) as UTF-8 HTML.
 
-    ``root`` is the resolved document root, for the symlink check. Raises ``OSError`` when the
-    directory cannot be read (the caller maps the errno to a status).
+    ``root`` is the resolved document root, for the symlink check. ``hidden(name, in_root)``
+    says which names are left out (the handler's dotfile rule), ``None`` to list them all.
+    Raises ``OSError`` when the directory cannot be read (the caller maps the errno to a status).
     """
     root_prefix = root.rstrip("/") + "/"
     rows: list[_Row] = []
     with os.scandir(real_dir) as entries:
         for entry in entries:
+            if hidden is not None and hidden(entry.name, url_path == "/"):
+                continue
             row = _listing_row(entry, root, root_prefix, follow_symlinks)
             if row is not None:
                 rows.append(row)

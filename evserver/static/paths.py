@@ -20,6 +20,12 @@ Decisions on request-targets (RFC 9110 4.2 and 7.1, RFC 9112 3.2 leave them to t
   cache is keyed by the raw path, so ``/%69ndex.html`` and ``/index.html`` are two entries for one
   file (bounded like every entry).
   Double encoding stays literal: ``%252e%252e`` names a file called ``%2e%2e``.
+- Dotfiles: a name beginning with a dot is hidden (:func:`hidden_name`) unless the operator asks
+  for them, except ``.well-known`` at the root (RFC 8615: ACME challenges, ``security.txt``).
+  A path through a hidden name is 404, decided on the names alone, before any file is opened:
+  the answer is the same whether the file exists or not, so it reveals nothing (403 would say
+  "it is there"). The rule is on the names of the URL: a symlink with a plain name that leads
+  to a dotfile is served, since the operator made it.
 - A directory's ``Location`` (RFC 9110 10.2.2 allows a relative reference; an absolute path is
   sent) re-encodes each name with ``urllib.parse.quote`` and keeps the query as sent, with
   anything not printable ASCII percent-encoded, so the field can never carry a control character.
@@ -30,9 +36,13 @@ NUL, and only the last may be empty, so joining them under the root cannot leave
 
 from __future__ import annotations
 
+from typing import Final
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
 from evserver.static.refusals import Refusal
+
+WELL_KNOWN: Final = ".well-known"
+"""The dot-name served at the root even when dotfiles are hidden (RFC 8615)."""
 
 
 def split_absolute_form(target: str) -> tuple[str, str]:
@@ -80,6 +90,20 @@ def decode_path(raw_path: str) -> list[str]:
             raise Refusal(404)
         names[index] = name
     return names
+
+
+def hidden_name(name: str, in_root: bool) -> bool:
+    """Is ``name`` a dotfile, neither served nor listed unless dotfiles are on? ``in_root``: the
+    name is directly under the document root (where ``.well-known`` is not hidden)."""
+    return name[:1] == "." and not (in_root and name == WELL_KNOWN)
+
+
+def has_hidden_name(names: list[str]) -> bool:
+    """Does a path of :func:`decode_path` go through a hidden name?"""
+    for index, name in enumerate(names):
+        if name[:1] == "." and hidden_name(name, index == 0):
+            return True
+    return False
 
 
 def _percent_escapes_valid(raw: str) -> bool:

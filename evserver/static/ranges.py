@@ -20,6 +20,10 @@ Decisions (the RFCs leave them to the server):
   sent with 200.
 - ``If-Range`` (RFC 9110 13.1.5, evaluated by ``evserver.static.conditions``) that fails also
   means the whole file.
+- A representation in a content coding (a precompressed sidecar) is ranged over its encoded
+  bytes, as RFC 9110 14 defines ranges on the selected representation; the 206 carries its
+  ``Content-Encoding``. Several ranges of such a representation are ignored (the whole of it is
+  sent): a ``multipart/byteranges`` body has no agreed place for the parts' coding.
 """
 
 from __future__ import annotations
@@ -80,9 +84,11 @@ def ranged_response(headers: dict[str, str], entry: FileEntry, fd: int | None) -
                 ("Accept-Ranges", "bytes"),
                 *entry.validator_fields(),
             ]
-        )
+        ) + entry.representation_fields
         piece = _piece(entry, fd, first, count, owns_fd=True)
         return Response(206, fields, (piece,), count)
+    if entry.coding is not None:
+        return None  # the parts of a multipart body could not say their coding
     return _multipart_response(entry, fd, ranges)
 
 
@@ -121,7 +127,7 @@ def _multipart_response(
             ("Accept-Ranges", "bytes"),
             *entry.validator_fields(),
         ]
-    )
+    ) + entry.representation_fields
     return Response(206, fields, tuple(body), length)
 
 

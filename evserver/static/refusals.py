@@ -25,13 +25,17 @@ class Refusal(Exception):
     """The request is answered with the error page of ``status``.
 
     ``fields`` are serialized field lines sent before the page's own, for the statuses that
-    require one (RFC 9110 15.5.17: a 416 carries ``Content-Range``).
+    require one (RFC 9110 15.5.17: a 416 carries ``Content-Range``). ``missing`` says the path
+    names nothing at all (no such file, or a symlink leading out of the root, which is answered
+    as if there were none), as opposed to something that exists and is refused: only a missing
+    path may be answered by a fallback page.
     """
 
-    def __init__(self, status: int, fields: bytes = b"") -> None:
+    def __init__(self, status: int, fields: bytes = b"", *, missing: bool = False) -> None:
         super().__init__(status)
         self.status = status
         self.fields = fields
+        self.missing = missing
 
 
 _STATUS_FOR_ERRNO: Final = {
@@ -51,10 +55,14 @@ _STATUS_FOR_ERRNO: Final = {
 """The one errno -> status table (nginx's static module). Anything else is 500 plus a log line."""
 
 
+_MISSING_ERRNOS: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
+"""The errors that mean "no such file" (not "a file you may not have"): see ``Refusal.missing``."""
+
+
 def refusal_for_os_error(error: OSError, fs_path: str) -> Refusal:
     """The refusal that answers ``error`` met while serving ``fs_path`` (to be raised)."""
     status = _STATUS_FOR_ERRNO.get(error.errno or 0)
     if status is None:
         _log.error("cannot serve %r: %s", fs_path, error)
         return Refusal(500)
-    return Refusal(status)
+    return Refusal(status, missing=error.errno in _MISSING_ERRNOS)

@@ -4,7 +4,8 @@
 checks, after each input, that the server is alive (a probe request gets its 200), that
 everything it sent parses as strictly well-formed HTTP/1.1, and that descriptors do not leak.
 Here it runs a few hundred inputs against every model and selector in-process (its descriptor
-count is this process's, which is exact once the fuzzer's sockets are closed). Long runs are by
+count is this process's, which is exact once the fuzzer's sockets are closed), and a hundred
+more over TLS. Long runs are by
 hand: ``python -m tools.fuzz_server --seconds 600`` (see its docstring).
 
 A checker that accepts anything proves nothing, so the strict response reader the fuzzer and the
@@ -20,13 +21,18 @@ from collections.abc import Callable
 
 import pytest
 
+from evserver.net.tls import server_context
 from tests.support.procfs import open_fds, rss_kib
 from tests.support.responses import MalformedResponse, exchange, parse_responses
 from tests.support.servers import RunningServer, settle
+from tests.support.tls import Certificate, client_context, connector
 from tools.fuzz_server import CORPUS, Target, fuzz, mutate
 
 CI_INPUTS = 300
 """Inputs per model in CI (a few seconds each); the by-hand runs use --seconds."""
+
+CI_INPUTS_OVER_TLS = 100
+"""Inputs per model over TLS in CI: each costs two handshakes (the input's and the probe's)."""
 
 GOOD = (b"HTTP/1.1 200 OK\r\nDate: Sat, 21 Nov 2026 10:00:00 GMT\r\nContent-Length: 5\r\n"
         b"\r\nhello")
@@ -94,6 +100,29 @@ def test_fuzzing_the_live_server(fuzz_server: RunningServer) -> None:
     assert not report.failures, f"{report.summary()}\n{details}"
     assert report.tried == CI_INPUTS
     assert 400 in report.statuses and 200 in report.statuses  # the mutations do bite
+
+
+def test_fuzzing_the_live_server_over_tls(start_server: Callable[..., RunningServer],
+                                          model_name: tuple[str, str],
+                                          certificate: Certificate) -> None:
+    model, selector = model_name
+    server = start_server(model=model, selector=selector, header_timeout=1, idle_timeout=1,
+                          send_timeout=2, drain_timeout=1,
+                          tls_context=server_context(str(certificate.cert),
+                                                     str(certificate.key)))
+    connect = connector(client_context(certificate))
+    exchange(server.address, b"GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+             connect=connect)
+    settle(server)
+    target = Target(server.address, count_fds=open_fds, is_alive=server.thread.is_alive,
+                    probe_body=b"hello, world\n", connect=connect)
+    seed = sum(map(ord, server.model)) + server.port % 1000
+    report = fuzz(target, seed=seed, max_inputs=CI_INPUTS_OVER_TLS, timeout=8)
+    details = "\n".join(f"seed {seed} input {f.index}: {f.reason}\n  {f.data!r}"
+                        for f in report.failures)
+    assert not report.failures, f"{report.summary()}\n{details}"
+    assert report.tried == CI_INPUTS_OVER_TLS
+    assert 400 in report.statuses and 200 in report.statuses
 
 
 def test_after_all_of_it_the_server_is_as_before(fuzz_server: RunningServer) -> None:

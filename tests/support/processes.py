@@ -26,7 +26,7 @@ from typing import IO
 from tests.support.procfs import open_fds
 from tests.support.waiting import STOP_TIMEOUT
 
-_BANNER_ADDRESS = re.compile(r" on http://(\[[^\]]+\]|[^:/]+):(\d+)/")
+_BANNER_ADDRESS = re.compile(r" on https?://(\[[^\]]+\]|[^:/]+):(\d+)/")
 
 
 class ServerDidNotStart(RuntimeError):

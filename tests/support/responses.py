@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 MAX_RESPONSE_HEAD = 16 * 1024
@@ -234,23 +234,29 @@ class ResponseReader:
         return self.closed
 
 
+Connect = Callable[[tuple[str, int], float], socket.socket]
+"""How to open a connection: ``socket.create_connection``, or a TLS client's equivalent."""
+
+
 def exchange(address: tuple[str, int], data: bytes, *, timeout: float = 10.0,
              half_close: bool = False, head_requests: Sequence[bool] = (),
-             maybe_head: bool = False) -> tuple[list[HTTPResponse], str]:
-    """Send ``data`` on a new connection and read until the server closes.
+             maybe_head: bool = False, connect: Connect = socket.create_connection,
+             ) -> tuple[list[HTTPResponse], str]:
+    """Send ``data`` on a new connection (made by ``connect``) and read until the server closes.
 
     Returns the strictly parsed responses and how the server closed (``"eof"``/``"reset"``).
     Without ``half_close`` the server must close by itself (after an error or
     ``Connection: close``); if it does not within ``timeout``, ``socket.timeout`` is raised.
     """
-    with socket.create_connection(address, timeout=timeout) as sock:
+    with connect(address, timeout) as sock:
         try:
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # it closed early (after an error): what it sent is still readable
         if half_close:
             try:
-                sock.shutdown(socket.SHUT_WR)
+                # The plain socket's shutdown: a TLS socket's own would drop its TLS object.
+                socket.socket.shutdown(sock, socket.SHUT_WR)
             except OSError:
                 pass
         raw, how = read_until_close(sock)

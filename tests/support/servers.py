@@ -52,7 +52,8 @@ class RunningServer:
         return self.server.model
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "http" if self.server.config.tls_context is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
         if self.thread.is_alive():

@@ -35,7 +35,7 @@ README = (ROOT / "README.rst").read_text()
 CI_SCRIPT = (ROOT / ".ci" / "run").read_text()
 BIN = Path(sys.executable).parent
 MY_FOLDER = "/tmp/myfolder"
-BANNER = re.compile(r"on http://127\.0\.0\.1:(\d+)/")
+BANNER = re.compile(r"on https?://127\.0\.0\.1:(\d+)/")
 
 START_DEADLINE = 20.0
 """Seconds a server or Locust master may take to come up before the test fails."""
@@ -172,7 +172,7 @@ def serve_folder(command: str, tmp_path: Path, serve: Callable[..., Server]) -> 
 def stats_endpoint(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
     """The README's two commands together: a server with the stats path, curl against it."""
     server_command = next(c for c in readme_commands() if "--stats-path" in c)
-    curl_command = next(c for c in readme_commands() if c.startswith("curl "))
+    curl_command = next(c for c in readme_commands() if c.startswith("curl ") and "/-/stats" in c)
     server = serve(server_command, cwd=user_folder(tmp_path))
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed (CI installs it)")
@@ -184,6 +184,27 @@ def stats_endpoint(command: str, tmp_path: Path, serve: Callable[..., Server]) -
         for name in filter(None, names):
             if name not in ("loop", "threads", "workers"):  # one model each; --workers
                 assert name in stats, f"README documents {name!r}, the endpoint lacks it"
+
+
+def serve_https(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """The README's three HTTPS commands together: make the certificate (in a temporary folder,
+    where the server then runs), serve a folder with it, fetch a file with curl trusting it."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (CI installs it)")
+    make, start, fetch = (next(c for c in readme_commands() if c.startswith(prefix))
+                          for prefix in ("openssl req ", ".venv/bin/evserver --tls-cert",
+                                         "curl --cacert"))
+    files = {name: str(tmp_path / name) for name in ("key.pem", "cert.pem")}
+    done = run(argv_of(make, **files))
+    assert done.returncode == 0, done.stderr
+    folder = user_folder(tmp_path)
+    server = serve(start, cwd=tmp_path, **{MY_FOLDER: str(folder)})  # cert.pem is here
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed (CI installs it)")
+    done = run(argv_of(fetch, **{"localhost:8000": f"localhost:{server.port}",
+                                 "cert.pem": files["cert.pem"]}))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello\n"
 
 
 def experiment(extra: str) -> Callable[[str, Path, Callable[..., Server]], None]:
@@ -353,6 +374,12 @@ COMMANDS: dict[str, Callable[..., None]] = {
     ".venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1 --model evented": fuzz_quick,
     ".venv/bin/python tools/experiment.py bench --repeat 5":
         experiment("--repeat 1 --duration 1 --idle-connections 50"),
+    ".venv/bin/python tools/experiment.py bench --tls": experiment("--repeat 1 --duration 1"),
+    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 "
+    "-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' -keyout key.pem "
+    "-out cert.pem": serve_https,
+    ".venv/bin/evserver --tls-cert cert.pem --tls-key key.pem -d /tmp/myfolder": serve_https,
+    "curl --cacert cert.pem https://localhost:8000/hello.txt": serve_https,
     ".venv/bin/python tools/experiment.py compare --server evented --server "
     "'evented --stat-every-request' --server 'evented --no-sendfile' --server "
     "'evented --access-log /dev/null' --connections 64 --files 1k,64k,1m --hold '' "
@@ -363,7 +390,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
                                                          "tool.RUN_SECONDS = 0.01"),
 }
 
-FAST = (by_ci, make_folder, serve_folder, stats_endpoint, lab_list)
+FAST = (by_ci, make_folder, serve_folder, stats_endpoint, lab_list, serve_https)
 """Runners that take well under a second; the others run a tool for seconds or minutes."""
 
 

@@ -198,9 +198,8 @@ def test_query_is_ignored_for_files(handler: StaticHandler) -> None:
         ("/trailing.", "trailing."),
     ],
 )
-def test_special_names_are_served(
-    handler: StaticHandler, root: str, target: str, name: str
-) -> None:
+def test_special_names_are_served(root: str, target: str, name: str) -> None:
+    handler = StaticHandler(root, dotfiles=True)  # dot names too (hidden by default)
     with open(os.path.join(root, name), "rb") as f:
         expected = f.read()
     assert body_of(handler(request(target))) == expected
@@ -501,7 +500,8 @@ def test_no_index_and_listing_off_is_403(root: str) -> None:
     assert body_of(quiet(request("/sub/"))) == b"<p>sub index</p>\n"  # an index still works
 
 
-def test_listing_of_the_root(handler: StaticHandler) -> None:
+def test_listing_of_the_root(root: str) -> None:
+    handler = StaticHandler(root, dotfiles=True)  # dotfiles listed (hidden by default)
     response = handler(request("/"))
     assert response.status == 200
     assert field(response, "content-type") == "text/html; charset=utf-8"

@@ -125,10 +125,13 @@ def measure(run: LabRun) -> None:
     for round_number, _, order in experiment.interleaved(rounds, running, ["flood"]):
         for server in run.alive(order):
             labels = {"round": round_number, "server": server.spec.label}
+            before = responses_so_far(server)
             samples, summary = flood(server.port, run.bench_path("4k"), clients, seconds,
                                      server.pid, labels)
-            stats = procstat.fetch_stats(server.stats_url, 2.0) if server.stats_url else None
-            summary["responses_so_far"] = stats["requests"] if stats else None
+            after = responses_so_far(server)
+            # Less one: the stats answer fetched before the flood is counted in ``after``.
+            summary["responses_during"] = after - before - 1 \
+                if after is not None and before is not None else None
             for sample in samples:
                 run.record("samples", sample)
             run.record("floods", summary)
@@ -140,17 +143,23 @@ def measure(run: LabRun) -> None:
                 f"{report.fmt(summary['peak_growth_mib'], 1)} MiB at most")
 
 
+def responses_so_far(server: servers.RunningServer) -> int | None:
+    """The server's response count from its stats endpoint (None without one)."""
+    stats = procstat.fetch_stats(server.stats_url, 2.0) if server.stats_url else None
+    return int(stats["requests"]) if stats else None
+
+
 def summarise(run: LabRun) -> None:
     clients = run.pick(CLIENTS_QUICK, CLIENTS_FULL)
     floods = run.records.get("floods", [])
     rows = report.summarise([{**f, "case": "flood"} for f in floods],
-                            ("sent_mib", "peak_growth_mib", "kib_per_client", "responses_so_far"))
+                            ("sent_mib", "peak_growth_mib", "kib_per_client", "responses_during"))
     run.table(f"{clients} clients pipelining GETs of a 4 KiB file, reading nothing",
               ["server", "requests sent, MiB", "peak RSS growth, MiB", "KiB per client",
-               "responses sent since start"],
+               "responses sent during the flood"],
               [[r["server"], report.fmt_range(r, "sent_mib", 1),
                 report.fmt_range(r, "peak_growth_mib", 1),
-                report.fmt_range(r, "kib_per_client", 1), report.fmt_range(r, "responses_so_far")]
+                report.fmt_range(r, "kib_per_client", 1), report.fmt_range(r, "responses_during")]
                for r in rows],
               "`requests sent`: what the clients got into their kernel (the server reads it "
               "only as fast as it can send answers); `peak RSS growth`: the server's resident "

@@ -124,6 +124,23 @@ class LabRun:
             self.problems += progress.problems
         return started
 
+    def restart_fresh(self, server: servers.RunningServer,
+                      holders: list[servers.RunningServer]) -> servers.RunningServer | None:
+        """Stop ``server`` and start it again, in its place in ``holders`` and in the run's
+        list (see ``experiment.restart_fresh`` for why memory is measured on a fresh process).
+        None, and a problem reported, if it does not start again."""
+        progress = experiment.Progress()
+        index = self.running.index(server)
+        fresh = experiment.restart_fresh(server, self.docroot, self.rundir, self.server_core,
+                                         holders, progress)
+        if fresh is None:
+            self.running.pop(index)
+        else:
+            self.running[index] = fresh
+        self.commands.update(progress.commands)
+        self.problems += progress.problems
+        return fresh
+
     def spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
         """A client program pinned to the load cores, its output in ``<name>.log``; stopped at
         the end of the run if it has not ended by then."""

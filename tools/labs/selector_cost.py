@@ -195,5 +195,5 @@ LAB = Lab(
              f"{OVER_SELECT_LIMIT}-connection point.",
     measure=measure,
     summarise=summarise,
-    minutes=(0.4, 12.0),
+    minutes=(0.4, 7.0),
 )
