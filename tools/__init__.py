@@ -18,6 +18,7 @@ Modules:
 - ``lab``        -- the course lab's command (``list``, ``run NAME``); the labs themselves, one
   module each, and their guide are in ``labs/``
 - ``openloop``   -- a constant-rate client whose latency counts from each request's due time
+- ``balancer``   -- evserver instances behind HAProxy on this machine (``haproxy.cfg.template``)
 - ``statediagram`` -- Graphviz diagrams of the parser's and a connection's states; unlike the
   rest it reads ``evserver``'s code, since it draws the tables found there
 """

@@ -55,7 +55,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -492,7 +492,7 @@ def start_servers(plan: Plan, server_core: int | None, progress: Progress,
 
 
 def start_specs(specs: Sequence[servers.ServerSpec], root: str, rundir: str,
-                server_core: int | None, progress: Progress,
+                server_core: Iterable[int] | int | None, progress: Progress,
                 running: list[servers.RunningServer]) -> None:
     """Start each spec into ``running``; one that does not start is reported and left out."""
     for spec in specs:

@@ -114,10 +114,10 @@ def _children_cpu() -> float:
 
 
 def run(url: str, connections: int, duration: float, close: bool = False,
-        core: Iterable[int] | int | None = None) -> WrkResult:
+        core: Iterable[int] | int | None = None, threads: int = 1) -> WrkResult:
     """Run wrk and parse it. Its CPU time comes from the kernel's account of reaped children:
     the caller runs nothing else that ends meanwhile, so the difference is wrk's alone."""
-    argv = command(url, connections, duration, close, core)
+    argv = command(url, connections, duration, close, core, threads)
     cpu_before = _children_cpu()
     try:
         done = subprocess.run(argv, capture_output=True, text=True,

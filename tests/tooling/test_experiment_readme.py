@@ -274,6 +274,33 @@ def lab_run(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
     assert "Quick mode: a smoke test" in report
 
 
+def balancer_front(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """The balancer on a user's folder, its front on a free port: it prints the front URL,
+    serves the folder through HAProxy, and stops with status 0 on Ctrl-C."""
+    if shutil.which("haproxy", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+        pytest.skip("haproxy is not installed; CI installs it")
+    argv = argv_of(command, **{MY_FOLDER: str(user_folder(tmp_path))})
+    script = next(i for i, word in enumerate(argv) if word.endswith("balancer.py"))
+    argv[script + 1:script + 1] = ["--port", "0"]
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        front = re.search(r"behind HAProxy on (http://\S+/)", first)
+        assert front, first + process.stdout.read()
+        with urllib.request.urlopen(front.group(1) + "hello.txt", timeout=10) as response:
+            assert response.read() == b"hello\n"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(START_DEADLINE) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
 def locust_against_my_folder(extra: str, **environment: str) -> Callable[..., None]:
     """A Locust command against evserver on a user's folder, for a few seconds."""
     def run_locust(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
@@ -374,6 +401,9 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "curl -s -H 'Accept: application/json' 'http://127.0.0.1:8000/?sort=size&order=desc'":
         listing_as_json,
     ".venv/bin/evserver --stats-path /-/stats --metrics-path /-/metrics": stats_endpoint,
+    "sudo apt-get install haproxy": by_ci,
+    ".venv/bin/python tools/balancer.py --instances 2 -d /tmp/myfolder -- --workers 2":
+        balancer_front,
     "curl -s http://127.0.0.1:8000/-/stats": stats_endpoint,
     "curl -s http://127.0.0.1:8000/-/metrics": metrics_endpoint,
     ".venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1 --model evented": fuzz_quick,

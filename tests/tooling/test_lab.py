@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.servers import RunningServer
 from tools import experiment, lab, openloop, plots
-from tools.labs import BY_NAME, LABS, base, open_closed
+from tools.labs import BY_NAME, LABS, base, open_closed, workers
 
 ROOT = next(folder for folder in Path(__file__).resolve().parents
             if (folder / "setup.cfg").exists())
@@ -37,7 +37,7 @@ def test_list_shows_every_lab_with_its_question(capsys: pytest.CaptureFixture[st
     for each in LABS:
         assert re.search(rf"^{re.escape(each.name)} ", out, re.M), each.name
         assert each.question.split()[0] in out
-    assert len(LABS) == 8
+    assert len(LABS) == 9
 
 
 def test_an_unknown_lab_lists_the_known_ones_and_exits_2(
@@ -143,6 +143,20 @@ def test_generic_figures_are_written(tmp_path: Path) -> None:
                                                    {"a": [1.0, None], "b": [2.0, 40.0]},
                                                    logy=True)], "title", quick=False)
     assert Path(lines).stat().st_size > 1000 and Path(bars).stat().st_size > 1000
+
+
+def test_accepts_per_worker_are_counted_between_two_readings() -> None:
+    before = {"workers": [{"index": 0, "pid": 10, "accepted": 5},
+                          {"index": 1, "pid": 11, "accepted": 7}]}
+    after = {"workers": [{"index": 1, "pid": 11, "accepted": 40},
+                         {"index": 0, "pid": 12, "accepted": 30}]}  # worker 0 was replaced
+    assert workers.accepted_during(before, after) == [30, 33]
+    assert workers.accepted_during(before, {"requests": 1}) is None  # a single process
+    assert workers.spread_pct([30, 34]) == pytest.approx(6.2, abs=0.1)
+    assert workers.spread_pct([64, 0]) == 100.0
+    assert workers.spread_pct([0, 0]) is None
+    points = [{"case": "c", "server": "s", "accepted": counts} for counts in ([10, 30], [30, 30])]
+    assert workers.summed_shares(points, "c", "s") == [40.0, 60.0]
 
 
 @pytest.fixture
@@ -257,11 +271,26 @@ def lesson_open_loop(run: dict[str, Any]) -> None:
     assert sum(1 for r in timeline if r["latency_ms"] > 100) > 100
 
 
+def lesson_workers(run: dict[str, Any]) -> None:
+    points = run["points"]
+    assert {p["server"] for p in points} >= {"single", "inherited x1", "exclusive x2",
+                                              "reuseport x2"}
+    assert all(p["requests_per_cpu_second"] for p in points)
+    assert all(p["accepted"] is None for p in points if p["server"] == "single")
+    for p in points:
+        if p["server"] != "single":
+            assert len(p["accepted"]) == p["workers"], p["accepted"]
+        if p["close"] and p["server"] != "single":  # a connection per request, all counted
+            assert p["accepted_total"] >= p["requests"], p
+    spread = [p["accepted"] for p in points if p["server"] == "reuseport x2" and not p["close"]]
+    assert spread and all(min(counts) > 0 for counts in spread), spread  # 64 over two hashes
+
+
 LESSONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "nagle": lesson_nagle, "selectors": lesson_selectors, "models": lesson_models,
     "head-of-line": lesson_head_of_line, "sendfile": lesson_sendfile,
     "keep-alive": lesson_keep_alive, "backpressure": lesson_backpressure,
-    "open-loop": lesson_open_loop,
+    "open-loop": lesson_open_loop, "workers": lesson_workers,
 }
 
 

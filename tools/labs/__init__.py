@@ -1,4 +1,4 @@
-"""The course lab: eight experiments, one command each (``python tools/lab.py``).
+"""The course lab: nine experiments, one command each (``python tools/lab.py``).
 
 What this package knows: the labs, one module each, and their order in the guide
 (``README.rst`` in this folder). What it must not know: how a run is framed and reported
@@ -19,6 +19,7 @@ from tools.labs import (
     open_closed,
     selector_cost,
     sendfile_cost,
+    workers,
 )
 from tools.labs.base import Lab
 
@@ -31,6 +32,7 @@ LABS: tuple[Lab, ...] = (
     keep_alive.LAB,
     backpressure.LAB,
     open_closed.LAB,
+    workers.LAB,
 )
 """Every lab that is ready, in the guide's order."""
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,14 +107,17 @@ class LabRun:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def start(self, specs: Sequence[servers.ServerSpec]) -> list[servers.RunningServer]:
-        """Start servers pinned to the server core; those that start are returned (and stopped
-        at the end); one that does not is reported in the run's problems."""
+    def start(self, specs: Sequence[servers.ServerSpec],
+              cores: Iterable[int] | None = None) -> list[servers.RunningServer]:
+        """Start servers pinned to the server core (or to ``cores``); those that start are
+        returned (and stopped at the end); one that does not is reported in the run's
+        problems."""
         progress = experiment.Progress()
         started: list[servers.RunningServer] = []
         try:
             experiment.start_specs(servers.label_specs(specs), self.docroot, self.rundir,
-                                   self.server_core, progress, started)
+                                   self.server_core if cores is None else cores, progress,
+                                   started)
         finally:
             self.running += started
             self.commands.update(progress.commands)
