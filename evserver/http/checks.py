@@ -17,8 +17,15 @@ makes us stricter, never looser):
 
 - ``Transfer-Encoding`` lists are parsed strictly (no empty list elements); only ``chunked`` is
   implemented, so any other coding is 501; ``chunked`` twice or not last is 400 (RFC 9112 6.1).
+  ``chunked`` with parameters is 501: the coding defines none (RFC 9112 7), so ``chunked;a=b``
+  is a coding we do not know, and a front proxy may frame it differently.
 - ``Content-Length`` is ``1*DIGIT`` (ASCII 0-9 only) with at most
-  :data:`MAX_CONTENT_LENGTH_DIGITS` digits; a list of identical values is folded (RFC 9110 8.6).
+  :data:`MAX_CONTENT_LENGTH_DIGITS` significant digits (leading zeros are not counted); a list
+  of values, or repeated fields, is folded when the values are equal as numbers (``5, 05`` is 5,
+  RFC 9110 8.6).
+- ``Expect`` is a list (RFC 9110 10.1.1): empty elements are ignored (RFC 9110 5.6.1.2), so an
+  empty value expects nothing; ``100-continue`` repeated is that one expectation; any other
+  element is 417.
 - ``Host`` syntax is checked loosely: no whitespace, CTL, ``/``, ``?``, ``#`` or ``@``.
 
 Invariants:
@@ -35,7 +42,12 @@ from __future__ import annotations
 from typing import Final
 
 from evserver.http import grammar
-from evserver.http.errors import BadRequest, NotImplementedCoding, VersionNotSupported
+from evserver.http.errors import (
+    BadRequest,
+    ExpectationFailed,
+    NotImplementedCoding,
+    VersionNotSupported,
+)
 
 # The patterns, bound by assignment rather than imported by name: on an imported name CPython
 # 3.11 compiles ``name.method(...)`` as an attribute load plus a call (see evserver.http.parser),
@@ -52,7 +64,8 @@ _TOKEN: Final = grammar.TOKEN
 _TRANSFER_CODING: Final = grammar.TRANSFER_CODING
 
 MAX_CONTENT_LENGTH_DIGITS: Final = 18
-"""[400] 18 decimal digits stay below 2**63; a longer Content-Length is an overflow attempt."""
+"""[400] 18 significant decimal digits stay below 2**63; more is an overflow attempt (leading
+zeros are not counted: they change nothing, and the head limit bounds them)."""
 
 VALID_HOSTS: Final[set[str]] = set()
 """Host values already proven valid: a memo of :func:`check_host` (the check is a pattern match;
@@ -145,7 +158,11 @@ def parse_content_length(value: str) -> int:
     else:
         values = [value]
     if any(len(digits) > MAX_CONTENT_LENGTH_DIGITS for digits in values):
-        raise BadRequest("Content-Length has too many digits")
+        # Only now strip leading zeros (the common short value skips this); stripping also keeps
+        # int() below its limit on the length of a decimal string.
+        values = [digits.lstrip("0") or "0" for digits in values]
+        if any(len(digits) > MAX_CONTENT_LENGTH_DIGITS for digits in values):
+            raise BadRequest("Content-Length has too many digits")
     lengths = {int(digits) for digits in values}  # proven ASCII digits by the patterns above
     if len(lengths) != 1:
         raise BadRequest("different Content-Length values")
@@ -170,6 +187,19 @@ def check_transfer_coding(value: str) -> None:
         raise BadRequest("chunked is not the final transfer coding")
     if codings != ["chunked"]:
         raise NotImplementedCoding("unsupported transfer coding")
+    if ";" in value:  # one element, so any ";" starts a parameter (quoted strings come after)
+        raise NotImplementedCoding("chunked takes no parameters")  # RFC 9112 7, 6.1
+
+
+def expects_continue(value: str) -> bool:
+    """RFC 9110 10.1.1: whether an ``Expect`` value asks for ``100 Continue``; 417 for any other
+    expectation. Empty list elements are ignored (RFC 9110 5.6.1.2), so an empty value or
+    ``100-continue,`` is no error, and a repeated ``100-continue`` is still that one."""
+    elements = {element.strip(" \t").lower() for element in value.split(",")}
+    elements.discard("")
+    if elements - {"100-continue"}:
+        raise ExpectationFailed("unsupported expectation")
+    return bool(elements)
 
 
 # -- what exactly was wrong (error path only) -------------------------------------------------

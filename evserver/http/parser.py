@@ -34,7 +34,7 @@ checks state the ones they implement):
 - ``Transfer-Encoding`` together with ``Content-Length`` is 400 (RFC 9112 6.1, 6.3); in an
   HTTP/1.0 request it is 400.
 - ``Expect: 100-continue`` is honoured for HTTP/1.1 and ignored for HTTP/1.0 (RFC 9110 10.1.1);
-  any other expectation is 417.
+  any other expectation is 417 (``evserver.http.checks`` reads the list).
 
 Invariants:
 
@@ -67,12 +67,12 @@ from evserver.http.checks import (
     combine_repeated_fields,
     describe_bad_fields,
     describe_bad_head,
+    expects_continue,
     parse_content_length,
     parse_request_line,
 )
 from evserver.http.errors import (
     BadRequest,
-    ExpectationFailed,
     HeadersTooLarge,
     HTTPError,
     PayloadTooLarge,
@@ -412,9 +412,9 @@ class RequestParser:
         expect_continue = False
         if "expect" in headers:
             # RFC 9110 10.1.1: 100-continue is the only expectation; ignore it in HTTP/1.0.
-            if headers["expect"].lower() != "100-continue":
-                raise ExpectationFailed("unsupported expectation")
-            expect_continue = version == "1.1"
+            expectation = headers["expect"]
+            if expectation.lower() == "100-continue" or expects_continue(expectation):
+                expect_continue = version == "1.1"
 
         if "transfer-encoding" in headers or "content-length" in headers:
             content_length = self._frame_body(headers, version)

@@ -168,6 +168,16 @@ case("expect 100-Continue any case", post(b"Expect: 100-Continue", b"Content-Len
      msg(expect_continue=True))
 case("expect ignored in 1.0", head(b"GET / HTTP/1.0", b"Expect: 100-continue"),
      msg(expect_continue=False))
+# RFC 9110 5.6.1.2: empty list elements are ignored; a repeated 100-continue is one expectation.
+case("expect empty", post(b"Expect:", b"Content-Length: 0"), msg(expect_continue=False))
+case("expect only commas", post(b"Expect: , ,", b"Content-Length: 0"),
+     msg(expect_continue=False))
+case("expect trailing comma", post(b"Expect: 100-continue,", b"Content-Length: 0"),
+     msg(expect_continue=True))
+case("expect twice in a list", post(b"Expect: 100-continue , 100-Continue", b"Content-Length: 0"),
+     msg(expect_continue=True))
+case("expect twice in fields", post(b"Expect: 100-continue", b"Expect: 100-continue",
+                                    b"Content-Length: 0"), msg(expect_continue=True))
 
 # --- valid requests: bodies (RFC 9112 6, 7) ---------------------------------------------------
 case("content-length body", post(b"Content-Length: 5", body=b"hello"),
@@ -175,6 +185,14 @@ case("content-length body", post(b"Content-Length: 5", body=b"hello"),
 case("content-length zero", post(b"Content-Length: 0"), msg(content_length=0))
 case("content-length leading zeros", post(b"Content-Length: 005", body=b"hello"),
      msg(b"hello", content_length=5))
+# Leading zeros are not significant digits: only 18 significant digits are the overflow guard.
+case("content-length zeros past 18 digits", post(b"Content-Length: 0000000000000000005",
+                                                 body=b"hello"), msg(b"hello", content_length=5))
+case("content-length thousands of zeros", post(b"Content-Length: " + b"0" * 5000 + b"5",
+                                               body=b"hello"), msg(b"hello", content_length=5))
+case("content-length all zeros", post(b"Content-Length: " + b"0" * 30), msg(content_length=0))
+case("content-length list of long zeros", post(b"Content-Length: 00000000000000000005, 5",
+                                               body=b"hello"), msg(b"hello", content_length=5))
 case("content-length OWS", post(b"Content-Length: \t5 ", body=b"hello"), msg(b"hello"))
 case("content-length identical list", post(b"Content-Length: 5, 5", body=b"hello"),
      msg(b"hello", content_length=5))
@@ -307,6 +325,9 @@ case("head too large and unfinished", get(*[b"X-%02d: " % n + b"v" * 1000
                                             for n in range(70)])[:-2], HEADERS_TOO_LARGE)
 case("unknown expectation", get(b"Expect: 200-ok"), EXPECTATION)
 case("expectation list", get(b"Expect: 100-continue, foo"), EXPECTATION)
+case("expectation after an empty element", get(b"Expect: , foo"), EXPECTATION)
+case("expectation with a parameter", get(b"Expect: 100-continue;a=b"), EXPECTATION)
+case("expectation in a second field", get(b"Expect: 100-continue", b"Expect: foo"), EXPECTATION)
 
 # --- invalid: framing and smuggling shapes (RFC 9112 6, 7; RFC 9110 8.6) -----------------------
 case("CL and TE", post(b"Content-Length: 5", b"Transfer-Encoding: chunked",
@@ -321,6 +342,11 @@ case("TE gzip, chunked", post(b"Transfer-Encoding: gzip, chunked", body=b"0\r\n\
      NOT_IMPLEMENTED)
 case("TE gzip alone", post(b"Transfer-Encoding: gzip", body=b"x"), NOT_IMPLEMENTED)
 case("TE xchunked", post(b"Transfer-Encoding: xchunked", body=b"0\r\n\r\n"), NOT_IMPLEMENTED)
+# RFC 9112 7: chunked defines no parameters; with one it is a coding we do not know (6.1).
+case("TE chunked with a parameter", post(b"Transfer-Encoding: chunked;a=b", body=b"0\r\n\r\n"),
+     NOT_IMPLEMENTED)
+case("TE chunked with a quoted parameter", post(b'Transfer-Encoding: chunked ; a="b"',
+                                                body=b"0\r\n\r\n"), NOT_IMPLEMENTED)
 case("TE chunked twice in a list", post(b"Transfer-Encoding: chunked, chunked",
                                         body=b"0\r\n\r\n"), BAD)
 case("TE chunked twice in fields", post(b"Transfer-Encoding: chunked",
@@ -359,7 +385,9 @@ case("CL different fields", post(b"Content-Length: 5", b"Content-Length: 6",
                                  body=b"hello!"), BAD)
 case("CL trailing comma", post(b"Content-Length: 5,", body=b"hello"), BAD)
 case("CL empty list element", post(b"Content-Length: 5,,5", body=b"hello"), BAD)
-case("CL too many digits", post(b"Content-Length: 0000000000000000005", body=b"hello"), BAD)
+case("CL too many digits", post(b"Content-Length: 1000000000000000005", body=b"hello"), BAD)
+case("CL too many digits after zeros", post(b"Content-Length: 0001000000000000000005",
+                                            body=b"hello"), BAD)
 case("CL huge", post(b"Content-Length: 99999999999999999999999999", body=b""), BAD)
 case("CL over max_body", post(b"Content-Length: 1048577", body=b""), TOO_LARGE)
 case("CL name obs-folded", post(b"Content-Length:", b" 5", body=b"hello"), BAD)
