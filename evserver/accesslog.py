@@ -25,10 +25,23 @@ one piece only up to ``PIPE_BUF`` bytes (POSIX), so a flush there is cut at line
 of at most that much (a single line longer than that goes alone). A terminal, or a file the shell
 opened for standard error (``2>log``, shared by every worker), takes each flush in one ``write``.
 No Python buffer sits in between: ``flush()`` hands the bytes to ``os.write`` itself.
+
+When writing fails (a full disk, ``ENOSPC``; a quota; an I/O error) the server goes on: the
+lines of that flush are dropped and counted (``lines_lost``, shown on the stats page), one
+warning says so, and the next flush simply tries again; the first one that succeeds says how
+many lines were lost meanwhile. Lines are not kept for a later retry: memory stays bounded
+however long the disk stays full. A short write before the failure may leave part of one line
+in the file.
+
+Log rotation (logrotate's ``postrotate``, as with nginx and gunicorn): :meth:`AccessLog.reopen`
+only asks for the file to be opened again by name; the next flush does it, then writes. So a
+signal handler may call it whatever the server is doing (between two lines, in the middle of a
+flush, on another thread), and the rotated file gets every line written before the signal.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import stat
@@ -38,6 +51,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # only for annotations: the log reads a request, it does not need the parser
     from evserver.http.events import Request
+
+log = logging.getLogger("evserver.accesslog")
 
 LOG_FORMATS = ("common", "combined")
 
@@ -135,13 +150,44 @@ class LineWriter:
             os.close(self.fd)
 
 
+class CannotOpenLog(OSError):
+    """The access log file cannot be opened (at start-up: the server does not start)."""
+
+    def __init__(self, destination: str, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error), destination)
+        self.destination = destination
+
+    def __str__(self) -> str:
+        return f"cannot open the access log {self.destination!r}: {self.strerror}"
+
+
+def open_log_file(destination: str) -> LineWriter:
+    """A writer appending to the file ``destination`` (created if needed)."""
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     LOG_FILE_MODE)
+    except OSError as error:
+        raise CannotOpenLog(destination, error) from None
+    return LineWriter(fd, owns_fd=True)
+
+
 class AccessLog:
     """Formats records and writes them to a stream. Not thread-safe by itself."""
 
-    def __init__(self, stream: LineStream, log_format: str = "common", owns_stream: bool = False):
+    def __init__(self, stream: LineStream, log_format: str = "common", owns_stream: bool = False,
+                 destination: str | None = None):
         if log_format not in LOG_FORMATS:
             raise ValueError(f"unknown log format {log_format!r} (choose common or combined)")
         self._stream = stream
+        self.destination = destination
+        """The file name :meth:`reopen` opens again (None: a stream that cannot be reopened)."""
+        self._reopen_wanted = False
+        self.lines_lost = 0
+        """Lines dropped because writing failed, since the start."""
+        self._failing = False
+        """The last write failed (a warning was given; the next success says how many lines
+        were lost meanwhile)."""
+        self._lost_since_warning = 0
         self._combined = log_format == "combined"
         self._owns_stream = owns_stream
         self._second = -1
@@ -162,9 +208,8 @@ class AccessLog:
             # lets flush() decide when lines go out.
             sys.stderr.flush()
             return cls(LineWriter(sys.stderr.fileno()), log_format, owns_stream=True)
-        fd = os.open(destination, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     LOG_FILE_MODE)
-        return cls(LineWriter(fd, owns_fd=True), log_format, owns_stream=True)
+        return cls(open_log_file(destination), log_format, owns_stream=True,
+                   destination=destination)
 
     def _timestamp(self, when: float) -> str:
         second = int(when)
@@ -229,17 +274,55 @@ class AccessLog:
         """Lines formatted and not yet written."""
         return len(self._lines)
 
+    def reopen(self) -> None:
+        """Open the file again by name at the next flush (log rotation; signal-safe)."""
+        self._reopen_wanted = True
+
+    def _reopen_now(self) -> None:
+        self._reopen_wanted = False
+        if self.destination is None or not self._owns_stream:
+            return
+        try:
+            stream = open_log_file(self.destination)
+        except CannotOpenLog as error:
+            log.warning("cannot reopen the access log %s (%s); writing on to the old file",
+                        self.destination, error.strerror)
+            return
+        old, self._stream = self._stream, stream
+        old.close()
+
     def flush(self) -> None:
-        """Write every waiting line with one ``write``, then flush the stream."""
+        """Write every waiting line with one ``write``, then flush the stream.
+
+        A failure drops this flush's lines and counts them; it never reaches the caller (see
+        the module docstring)."""
+        if self._reopen_wanted:
+            self._reopen_now()
         lines = self._lines
         if lines:
             text = "".join(lines)
+            count = len(lines)
             lines.clear()
             try:
                 self._stream.write(text)
                 self._stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed or full log must not stop the server
+            except (OSError, ValueError) as error:  # a closed or full log must not stop us
+                self._lost(count, error)
+                return
+            if self._failing:
+                self._failing = False
+                log.warning("access log writable again: %d line(s) lost meanwhile",
+                            self._lost_since_warning)
+
+    def _lost(self, count: int, error: Exception) -> None:
+        self.lines_lost += count
+        if not self._failing:
+            self._failing = True
+            self._lost_since_warning = 0
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            log.warning("cannot write the access log (%s): dropping lines, counted in the "
+                        "stats, until writing works again", reason)
+        self._lost_since_warning += count
 
     def close(self) -> None:
         self.flush()

@@ -8,9 +8,13 @@ it must not know: how anything is served. Options shared with ``python -m http.s
 Exit statuses: 0 after a graceful stop (SIGINT or SIGTERM), 2 for bad arguments (one line on
 standard error, like every Unix tool; a certificate, key or password that cannot be used is a
 bad argument: the TLS context is built here, once, before anything is served or any worker is
-forked), 1 when the server cannot start (port in use, no permission; with ``--workers``, a
-worker that fails to start again and again), 128+N when a second signal N forces an immediate
-exit.
+forked), 1 when the server cannot start (port in use, no permission, an access log file that
+cannot be opened; with ``--workers``, a worker that fails to start again and again, as one that
+cannot open the access log does), 128+N when a second signal N forces an immediate exit (the
+access log's buffered lines are written first).
+
+SIGUSR1 reopens the access log file by name (logrotate's ``postrotate``), in every model; with
+``--workers`` the master passes it on to every worker.
 
 With ``--workers`` this process becomes the master (``evserver.servers.master``): it binds, forks
 the workers and supervises them; signals then mean what the master's docstring says.
@@ -29,7 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from evserver import __version__, config
-from evserver.accesslog import LOG_FORMATS
+from evserver.accesslog import LOG_FORMATS, CannotOpenLog
 from evserver.config import ServerConfig
 from evserver.event.reactor import available_selectors, exclusive_registration_available
 from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
@@ -375,6 +379,11 @@ def _cannot_listen(cfg: ServerConfig, error: OSError) -> int:
     return 1
 
 
+def _cannot_open_log(error: CannotOpenLog) -> int:
+    print(f"evserver: {error}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     level = logging.DEBUG if cfg.verbose else logging.WARNING if cfg.quiet else logging.INFO
@@ -393,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         server = make_server(cfg)
+    except CannotOpenLog as error:
+        return _cannot_open_log(error)
     except OSError as error:
         return _cannot_listen(cfg, error)
     signals_seen = 0
@@ -401,11 +412,18 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen > 1:
-            os._exit(128 + signum)  # the user insists: no draining, no cleanup
+            if server.access_log is not None:  # what is buffered is already true: keep it
+                server.access_log.flush()
+            os._exit(128 + signum)  # the user insists: no draining, no other cleanup
         server.shutdown()
+
+    def on_reopen(signum: int, frame: FrameType | None) -> None:
+        if server.access_log is not None:
+            server.access_log.reopen()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGUSR1, on_reopen)
     print(server.banner(), file=sys.stderr, flush=True)
     warning = every_interface_warning(cfg.host)
     if warning is not None:

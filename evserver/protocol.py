@@ -15,6 +15,8 @@ The driver's side of the contract::
     if protocol.should_close:        # after flushing everything returned so far, close
         protocol.linger              # ...half-close and drain input first (False: plain close)
     protocol.wants_read              # False while paused or closing: do not recv()
+    if protocol.held_lines is not None and nothing is queued: protocol.output_sent()
+    protocol.connection_lost(unsent) # once, when the connection ends: bytes never sent
 
 Invariants:
 
@@ -22,6 +24,14 @@ Invariants:
 - Every request's body is read to its end (and discarded) before the next request is parsed, so
   framing never slips; the parser enforces the body limit (413).
 - After an error response the connection closes: nothing more is parsed, nothing more is sent.
+- The access log tells what was sent (nginx's ``$body_bytes_sent``). A response whose body
+  takes time to send (a file region, or bytes not joined to the head) is not logged when it is
+  handed to the driver: its line, and the line of every response after it on the connection,
+  wait in ``held_lines`` (with their sizes on the wire) until the driver says all output has
+  gone (``output_sent()``) or the connection ends (``connection_lost(unsent)``: the client went
+  away, a send or drain timeout, a file that shrank). The bytes never sent are the last of the
+  output, so each line then gets the body bytes that really left. A small response on a
+  connection with nothing held is logged at once: its one write nearly always takes it whole.
 - Backpressure: one call answers at most ``MAX_RESPONSES_PER_BATCH`` requests or
   ``MAX_BATCH_BODY_BYTES`` of body; the rest wait in the parser's buffer until the driver has sent
   what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
@@ -86,14 +96,18 @@ AccessLogger = Callable[[str, float, Request | None, int, int], None]
 body_bytes)``; formatting is ``evserver.accesslog``'s.
 
 ``timestamp`` is ``time.time()`` when the response was queued; ``request`` is ``None`` when the
-request could not be parsed; ``body_bytes`` counts the body handed to the driver (a connection
-aborted mid-transfer still logs the full length, as nginx logs what it meant to send when
-``$body_bytes_sent`` is not available).
+request could not be parsed; ``body_bytes`` counts the body bytes that left: the whole body,
+unless the connection ended before it had all gone out (``ServerProtocol.connection_lost``). A
+HEAD response counts the body it describes, as before (no body is ever sent with it).
 
 Speed: five positional arguments, no record object: a call with a tuple or a small class built
 per response costs measurably more (``tools/bench_hotpath.py``). The request is passed whole,
 so the log reads only the fields its format shows (a common-format log never looks up Referer or
 User-Agent)."""
+
+HeldLine = tuple[float, Request | None, int, int, int, int]
+"""An access log line waiting for its response to go out: (timestamp, request, status, body
+length, body bytes on the wire (0 for HEAD and bodiless answers), head length)."""
 
 
 MAX_CACHED_HEADS = 256
@@ -142,7 +156,7 @@ class ServerProtocol:
     """The conversation on one connection. Create one per accepted connection."""
 
     __slots__ = ("_access_log", "_handler", "_join_limit", "_parser", "_peer", "_request",
-                 "_stats", "linger", "paused", "should_close")
+                 "_stats", "held_lines", "linger", "paused", "should_close")
 
     def __init__(
         self,
@@ -162,6 +176,9 @@ class ServerProtocol:
         self._access_log = access_log
         self._stats = stats
         self._request: Request | None = None
+        self.held_lines: list[HeldLine] | None = None
+        """Access log lines waiting to learn how much of their response left (None: none; see
+        the module docstring). A slot the drivers read: a property would cost a call."""
         self.paused = False
         """Complete requests may be waiting; call ``resume()`` once the output is flushed."""
         self.should_close = False
@@ -215,6 +232,30 @@ class ServerProtocol:
         if self.should_close:
             return []
         return self._produce()
+
+    def output_sent(self) -> None:
+        """Everything handed to the driver has been sent: write the held lines as they are."""
+        self.connection_lost(0)
+
+    def connection_lost(self, unsent: int) -> None:
+        """The connection has ended with the last ``unsent`` bytes of output never sent (0: all
+        went out): write the held lines, each with the body bytes that really left."""
+        held = self.held_lines
+        if held is None:
+            return
+        self.held_lines = None
+        access_log = self._access_log
+        assert access_log is not None
+        body_unsent = [0] * len(held)
+        for index in range(len(held) - 1, -1, -1):  # the bytes not sent are the last ones
+            if unsent <= 0:
+                break
+            wire_body, head_length = held[index][4], held[index][5]
+            body_unsent[index] = min(unsent, wire_body)
+            unsent -= wire_body + head_length
+        for (timestamp, request, status, body_length, _, _), missing in zip(held, body_unsent,
+                                                                            strict=True):
+            access_log(self._peer, timestamp, request, status, body_length - missing)
 
     def timed_out(self) -> list[Item]:
         """The driver's header timeout fired mid-request: a 408 that closes the connection.
@@ -307,6 +348,8 @@ class ServerProtocol:
         else:
             out.append(head)
             out += body
+            if self.held_lines is None and self._access_log is not None:
+                self.held_lines = []  # takes time to send: its line waits (module docstring)
         stats = self._stats
         if stats is not None:  # Stats.count_response, written out: it runs per response
             stats.requests += 1
@@ -314,7 +357,14 @@ class ServerProtocol:
             stats.body_bytes += response.body_length
         access_log = self._access_log
         if access_log is not None:
-            access_log(self._peer, time.time(), request, response.status, response.body_length)
+            held = self.held_lines
+            if held is None:
+                access_log(self._peer, time.time(), request, response.status,
+                           response.body_length)
+            else:
+                wire_body = response.body_length if body and request.method != "HEAD" else 0
+                held.append((time.time(), request, response.status, response.body_length,
+                             wire_body, len(head)))
         return response.body_length
 
     def _error(self, status: int) -> list[Item]:
@@ -324,9 +374,12 @@ class ServerProtocol:
         fields, page = error_page(status)
         if self._stats is not None:
             self._stats.count_response(status, len(page))
-        if self._access_log is not None:
-            self._access_log(self._peer, time.time(), self._request, status, len(page))
         head = _heads.head(status, fields, "close")
+        if self.held_lines is not None:  # it follows a response still being sent
+            self.held_lines.append((time.time(), self._request, status, len(page), len(page),
+                                    len(head)))
+        elif self._access_log is not None:
+            self._access_log(self._peer, time.time(), self._request, status, len(page))
         if self._join_limit == NEVER_JOIN:
             return [head, page]
         return [head + page]

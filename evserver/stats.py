@@ -16,7 +16,8 @@ class Stats:
     """Counters for one server process. ``count_response`` is called once per response."""
 
     __slots__ = ("accept_pauses", "accepted", "body_bytes", "connections_open",
-                 "connections_refused", "connections_total", "loop_iterations", "model",
+                 "connections_refused", "connections_total", "log_lines_lost",
+                 "loop_iterations", "model",
                  "poll_seconds", "requests", "selector", "sendfile_bytes", "started",
                  "status_classes", "timeouts", "work_seconds")
 
@@ -36,6 +37,8 @@ class Stats:
         """Connections ``accept()`` handed this process: its share of the port, which only a
         worker's row of the stats shows (a single process takes every connection)."""
         self.timeouts = {"header": 0, "idle": 0, "send": 0}
+        self.log_lines_lost = 0
+        """Access-log lines dropped because writing failed (a full disk)."""
         self.loop_iterations = 0
         self.poll_seconds = 0.0
         self.work_seconds = 0.0
@@ -60,6 +63,7 @@ class Stats:
             "sendfile_bytes": self.sendfile_bytes,
             "accept_pauses": self.accept_pauses,
             "timeouts": dict(self.timeouts),
+            "access_log": {"lines_lost": self.log_lines_lost},
         }
         if self.model == "evented":
             data["loop"] = {

@@ -67,7 +67,7 @@ from evserver.drivers.policy import (
     SEND,
     shut_down_writing,
 )
-from evserver.net.blocking import TIMEVAL, send_each, send_items
+from evserver.net.blocking import TIMEVAL, send_each, send_items, unsent_bytes
 from evserver.net.tls import (
     HANDSHAKE_DONE,
     HANDSHAKE_FAILED,
@@ -95,6 +95,7 @@ def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
     of waiting (a graceful stop lets a request in progress finish first).
     """
     server_closes_first = False
+    unsent = 0
     try:
         if isinstance(sock, TLSSocket):
             outcome = sock.shake_hands(config.header_timeout)
@@ -106,9 +107,11 @@ def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
         server_closes_first = _converse(sock, protocol, config, stats, on_idle, stopping)
     except OSError as error:  # reset, broken pipe, send timeout, a file that shrank: drop it
         log.debug("%r dropped: %s", protocol, error)
+        unsent = unsent_bytes(error) or 0
     except Exception:  # a bug must not kill the accept loop or the connection's thread silently
         log.exception("%r failed", protocol)
     finally:
+        protocol.connection_lost(unsent)
         if server_closes_first:
             _close_gracefully(sock)
         else:
@@ -185,6 +188,8 @@ def _converse(sock: socket.socket, protocol: ServerProtocol, config: ServerConfi
             _send(sock, items, config, stats, send)
         while protocol.paused:  # pipelined requests wait in the parser: answer them in batches
             _send(sock, protocol.resume(), config, stats, send)
+        if protocol.held_lines is not None:  # a long response has all gone out
+            protocol.output_sent()
         if not data:
             return False  # the peer closed its side (the protocol answered what was complete)
         if protocol.should_close:

@@ -279,6 +279,8 @@ class Connection:
             pending = transport._pending
         receiving = self._receiving = protocol.mid_request
         if not pending:
+            if protocol.held_lines is not None:  # a long response has all gone out
+                protocol.output_sent()
             if protocol.should_close:
                 self._close_gracefully()
                 return
@@ -382,6 +384,7 @@ class Connection:
             self._timer.cancel()
             self._timer = None
         self.transport.abort()
+        self.protocol.connection_lost(self.transport.dropped_bytes)
         if self._stats is not None:
             self._stats.connections_open -= 1
         if self._on_closed is not None:

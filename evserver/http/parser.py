@@ -315,6 +315,13 @@ class RequestParser:
             self.bytes_scanned += size - start + 1
             self._line_end = buffer.find(b"\r\n", start - 1 if start else 0)
             self._line_searched = size
+            if 0 <= self._line_end <= limit:
+                # RFC 9112 3: a request line that is not method SP target SP version (an
+                # HTTP/0.9 simple request, "GET /", has no version) can never become valid:
+                # judge it as soon as it ends, not when the rest of the head or a timeout comes.
+                request_line = buffer[: self._line_end].decode("latin-1")
+                if request_line not in _VALID_REQUEST_LINES:
+                    parse_request_line(request_line)
             # Once size >= limit + 2, any CRLF still to come would end a line longer than limit.
             if self._line_end < 0 and size >= limit + 2:
                 raise URITooLong("request line too long")

@@ -27,6 +27,9 @@ Invariants:
   reads nothing is.
 - :func:`send_each` is the teaching switch ``--split-writes``: every item in a call of its own
   (no gathering, no join, no ``MSG_MORE``), so a head and its body are two writes.
+- When sending fails, the exception tells how many of the items' bytes were never sent
+  (:func:`unsent_bytes`, for the access log): a file region counts what sendfile or pread got
+  through before the failure; a run of bytes cut short counts as not sent.
 - Every file region handed to :func:`send_items` or :func:`send_each` is released (its
   descriptor closed when it owns it), whether it was sent, half sent or never reached because
   of an error.
@@ -57,6 +60,27 @@ class FileShrankError(ConnectionAbortedError):
     """The file ended before the region did: the connection must be aborted, not finished short."""
 
 
+_UNSENT = "evserver_unsent_bytes"
+"""The attribute a failed send's exception carries: the items' bytes never sent."""
+
+_REGION_SENT = "evserver_region_sent"
+"""The attribute :func:`send_region` adds to its exception: the region's bytes that went out."""
+
+
+def unsent_bytes(error: BaseException) -> int | None:
+    """How many bytes of the items :func:`send_items` or :func:`send_each` failed to send."""
+    unsent = getattr(error, _UNSENT, None)
+    return unsent if isinstance(unsent, int) else None
+
+
+def _note_unsent(error: OSError, items: list[Item], sent: int) -> None:
+    """Mark ``error`` with what was not sent of ``items``, of which ``sent`` bytes (whole items)
+    and what the failing region got through went out."""
+    total = sum(item.count if isinstance(item, FileRegion) else len(item) for item in items)
+    sent += getattr(error, _REGION_SENT, 0)
+    setattr(error, _UNSENT, max(0, total - sent))
+
+
 def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True) -> int:
     """Send every item, in order; release every file region. Return the bytes sent by sendfile.
 
@@ -65,17 +89,23 @@ def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True
     """
     via_sendfile = 0
     pending: list[bytes] = []
+    sent = 0  # bytes of the items wholly sent before a region (only counted there)
     try:
         for item in items:
             if isinstance(item, FileRegion):
                 if pending:
                     send_run(sock, pending, MSG_MORE)
+                    sent += sum(map(len, pending))
                     pending = []
                 via_sendfile += send_region(sock, item, use_sendfile)
+                sent += item.count
             else:
                 pending.append(item)
         if pending:
             send_run(sock, pending)
+    except OSError as error:
+        _note_unsent(error, items, sent)
+        raise
     finally:
         release_all(items)
     return via_sendfile
@@ -86,12 +116,18 @@ def send_each(sock: socket.socket, items: list[Item], use_sendfile: bool = True)
     (``send``, or ``sendfile`` for a region), never gathered, joined or corked with ``MSG_MORE``.
     Returns the bytes sent by sendfile; raises and releases as :func:`send_items` does."""
     via_sendfile = 0
+    sent = 0
     try:
         for item in items:
             if isinstance(item, FileRegion):
                 via_sendfile += send_region(sock, item, use_sendfile)
+                sent += item.count
             else:
                 send_bytes(sock, item)
+                sent += len(item)
+    except OSError as error:
+        _note_unsent(error, items, sent)
+        raise
     finally:
         release_all(items)
     return via_sendfile
@@ -132,35 +168,41 @@ def send_bytes(sock: socket.socket, data: bytes | memoryview, flags: int = 0) ->
 
 def send_region(sock: socket.socket, region: FileRegion, use_sendfile: bool = True) -> int:
     """Send ``region.count`` bytes of ``region.fd`` from ``region.offset``; return how many of them
-    went through ``os.sendfile`` (the rest, if any, through pread+send). Does not release it."""
+    went through ``os.sendfile`` (the rest, if any, through pread+send). Does not release it.
+    On failure the exception tells how much of the region went out (see :func:`unsent_bytes`)."""
     offset = region.offset
     end = offset + region.count
-    if use_sendfile and HAVE_SENDFILE:
-        out_fd = sock.fileno()
+    try:
+        if use_sendfile and HAVE_SENDFILE:
+            out_fd = sock.fileno()
+            while offset < end:
+                try:
+                    sent = os.sendfile(out_fd, region.fd, offset,
+                                       min(end - offset, MAX_SENDFILE_COUNT))
+                except BlockingIOError:
+                    if sock.gettimeout() is None:  # blocking: SO_SNDTIMEO expired, no progress
+                        raise TimeoutError("peer read nothing for the send timeout") from None
+                    wait_writable(sock)  # a socket with a timeout has a non-blocking descriptor
+                    continue
+                except OSError as error:
+                    if error.errno in SENDFILE_UNSUPPORTED_ERRNOS and offset == region.offset:
+                        break  # this pair of descriptors cannot sendfile: read and send instead
+                    raise
+                if sent == 0:
+                    raise FileShrankError(f"fd {region.fd} ended at offset {offset}, "
+                                          f"{end - offset} bytes short of its region")
+                offset += sent
+        via_sendfile = offset - region.offset
         while offset < end:
-            try:
-                sent = os.sendfile(out_fd, region.fd, offset, min(end - offset, MAX_SENDFILE_COUNT))
-            except BlockingIOError:
-                if sock.gettimeout() is None:  # blocking: SO_SNDTIMEO expired, no progress
-                    raise TimeoutError("peer read nothing for the send timeout") from None
-                wait_writable(sock)  # a socket with a timeout has a non-blocking descriptor
-                continue
-            except OSError as error:
-                if error.errno in SENDFILE_UNSUPPORTED_ERRNOS and offset == region.offset:
-                    break  # this pair of descriptors cannot sendfile: read and send instead
-                raise
-            if sent == 0:
+            chunk = os.pread(region.fd, min(end - offset, FALLBACK_CHUNK_SIZE), offset)
+            if not chunk:
                 raise FileShrankError(f"fd {region.fd} ended at offset {offset}, "
                                       f"{end - offset} bytes short of its region")
-            offset += sent
-    via_sendfile = offset - region.offset
-    while offset < end:
-        chunk = os.pread(region.fd, min(end - offset, FALLBACK_CHUNK_SIZE), offset)
-        if not chunk:
-            raise FileShrankError(f"fd {region.fd} ended at offset {offset}, "
-                                  f"{end - offset} bytes short of its region")
-        send_bytes(sock, chunk)
-        offset += len(chunk)
+            send_bytes(sock, chunk)
+            offset += len(chunk)
+    except OSError as error:
+        setattr(error, _REGION_SENT, offset - region.offset)
+        raise
     return via_sendfile
 
 

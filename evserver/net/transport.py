@@ -28,7 +28,8 @@ picks the class once per connection, so the default write path has no test for t
 
 Invariants:
 
-- ``pending_bytes`` is exactly the bytes not yet handed to the kernel, file regions included.
+- ``pending_bytes`` is exactly the bytes not yet handed to the kernel, file regions included;
+  once closed, ``dropped_bytes`` is what it was then (never sent: the access log's truth).
 - The queue never holds an empty item. Regions are tracked by a private cursor; the caller's
   ``FileRegion`` objects are never mutated.
 - Every region the transport accepted is released (its descriptor closed, if it owns one) exactly
@@ -76,7 +77,7 @@ class Transport:
     """Non-blocking output for one socket, plus ``recv`` so its owner needs nothing else."""
 
     __slots__ = ("_close_when_drained", "_more", "_pending", "_queue", "_stats", "_use_sendfile",
-                 "closed", "fd", "sock")
+                 "closed", "dropped_bytes", "fd", "sock")
 
     region_chunk_size = FALLBACK_CHUNK_SIZE
     """Bytes read per ``pread`` when a file region is not sent with ``sendfile`` (a subclass
@@ -98,6 +99,8 @@ class Transport:
         self._close_when_drained = False
         self.closed = False
         """True once the socket is closed (by close(), abort(), or an error)."""
+        self.dropped_bytes = 0
+        """Bytes queued but never sent when the socket was closed."""
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -279,6 +282,7 @@ class Transport:
 
     def _close_now(self) -> None:
         self.closed = True
+        self.dropped_bytes = self._pending
         queue = self._queue
         while queue:
             item = queue.pop(0)

@@ -151,9 +151,15 @@ class BaseServer:
         """Model-specific figures for the stats page (threads, loop counters...)."""
         return {}
 
+    def own_stats(self) -> dict[str, Any]:
+        """This process's counters, the access log's lost lines and the model's extras included."""
+        if self.access_log is not None:
+            self.stats.log_lines_lost = self.access_log.lines_lost
+        return self.stats.snapshot(**self.stats_extra())
+
     def stats_snapshot(self) -> dict[str, Any]:
         """What the stats page shows: this process's counters, or in a worker the fleet's."""
-        own = self.stats.snapshot(**self.stats_extra())
+        own = self.own_stats()
         return own if self.fleet_stats is None else self.fleet_stats(own)
 
     def _own_pages(self) -> dict[str, Callable[[Request], Response]]:

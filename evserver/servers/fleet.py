@@ -38,7 +38,7 @@ COUNTERS = (
     "connections_open", "connections_total", "connections_refused", "requests",
     "responses/1xx", "responses/2xx", "responses/3xx", "responses/4xx", "responses/5xx",
     "body_bytes", "sendfile_bytes", "accept_pauses",
-    "timeouts/header", "timeouts/idle", "timeouts/send",
+    "timeouts/header", "timeouts/idle", "timeouts/send", "access_log/lines_lost",
     "loop/iterations", "loop/poll_seconds", "loop/work_seconds",
     "threads/connections", "threads/max", "threads/process",
 )
@@ -62,7 +62,7 @@ HEADER_SIZE = 64
 """Bytes before the first slot (the header is 16; the rest keeps slots on cache lines)."""
 
 SLOT_SIZE = 256
-"""Bytes per slot: room for the head and body above (232 bytes), on whole cache lines."""
+"""Bytes per slot: room for the head and body above (224 bytes), on whole cache lines."""
 
 FREE, FILLING = 0, -1
 """Values of a slot's pid that are not a process: a free slot, and one the master is filling."""

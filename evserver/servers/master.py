@@ -64,6 +64,8 @@ nothing); the loop reads the numbers and acts:
   New workers reopen the access log (rename it, then SIGHUP: log rotation) and start with
   empty caches; the options and the code stay the master's (restart it for a new version).
 - SIGTTIN: one worker more; SIGTTOU: one fewer (it hands over as in a reload), never under one.
+- SIGUSR1: passed on to every worker, each of which reopens the access log (log rotation
+  without a reload: logrotate's ``postrotate``).
 - SIGCHLD: only wakes the loop, which reaps every child that has ended: none is left a zombie.
 
 Signals are blocked around ``fork``, so the child can put its own handlers in place before any
@@ -91,6 +93,7 @@ from evserver.servers.fleet import Board
 from evserver.servers.worker import (
     FAILED,
     READY,
+    REOPEN_SIGNAL,
     REPORT_LIMIT,
     RETIRE_SIGNAL,
     WorkerPlan,
@@ -130,7 +133,7 @@ SLOTS_PER_WORKER = 4
 still draining after repeated reloads."""
 
 MASTER_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
-                  signal.SIGCHLD)
+                  signal.SIGCHLD, REOPEN_SIGNAL)
 
 PORT_SHARING_BANNERS = {
     "reuseport": "a socket per worker (SO_REUSEPORT): the kernel spreads connections",
@@ -330,6 +333,9 @@ class Master:
             self._add_worker()
         elif signum == signal.SIGTTOU:
             self._remove_worker()
+        elif signum == REOPEN_SIGNAL:
+            for worker in self.workers.values():
+                _signal(worker.pid, REOPEN_SIGNAL)
 
     # -- reports ----------------------------------------------------------------------------
 

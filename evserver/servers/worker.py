@@ -20,6 +20,7 @@ Signals, once the server is built (until then they stay blocked, as the master l
   ``KillMode=control-group`` signals every process of the service), and "stop at once" is the
   master's to decide (it kills the workers on its second signal);
 - SIGUSR2: hand over to a successor (``retire()``: reload, or one worker fewer);
+- SIGUSR1: reopen the access log file (log rotation; the master passes it on);
 - SIGINT and SIGHUP: ignored. Ctrl-C and a hang-up reach every process of the terminal's group;
   the master alone decides, and tells each worker what to do;
 - the rest: the system's defaults.
@@ -72,10 +73,14 @@ READY, FAILED = "R", "F"
 RETIRE_SIGNAL = signal.SIGUSR2
 """What the master sends a worker that must hand over to a successor (SIGTERM: stop)."""
 
+REOPEN_SIGNAL = signal.SIGUSR1
+"""Reopen the access log (log rotation): sent by the operator to the master, passed on."""
+
 IGNORED_SIGNALS = (signal.SIGINT, signal.SIGHUP)
 """Sent to the whole process group by the terminal; only the master acts on them."""
 
-DEFAULT_SIGNALS = (signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTERM, RETIRE_SIGNAL)
+DEFAULT_SIGNALS = (signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTERM, RETIRE_SIGNAL,
+                   REOPEN_SIGNAL)
 """Signals the master handles, given back their default action until the server is built."""
 
 
@@ -169,8 +174,13 @@ def _handle_signals(server: BaseServer) -> None:
             told = True
             server.retire()
 
+    def on_reopen(signum: int, frame: FrameType | None) -> None:
+        if server.access_log is not None:
+            server.access_log.reopen()
+
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(RETIRE_SIGNAL, on_retire)
+    signal.signal(REOPEN_SIGNAL, on_reopen)
 
 
 def describe(error: BaseException) -> str:
@@ -230,7 +240,7 @@ class Heartbeat:
     def beat(self) -> None:
         self._beats += 1
         server = self._server
-        self._publish(server.stats.snapshot(**server.stats_extra()))
+        self._publish(server.own_stats())
         if os.getppid() != self._plan.master_pid and not self._orphaned:
             self._orphaned = True
             log.warning("worker %d: the master is gone; stopping", self._plan.index)
