@@ -32,6 +32,9 @@ Invariants:
   away, a send or drain timeout, a file that shrank). The bytes never sent are the last of the
   output, so each line then gets the body bytes that really left. A small response on a
   connection with nothing held is logged at once: its one write nearly always takes it whole.
+- A handler that fails answers 500 (a bug, logged with its traceback), or 503 when it ran out
+  of memory (RFC 9110 15.6.4: an address-space limit or a full machine; the page is built at
+  import, and nothing is formatted): either way the connection closes and the server goes on.
 - Backpressure: one call answers at most ``MAX_RESPONSES_PER_BATCH`` requests or
   ``MAX_BATCH_BODY_BYTES`` of body; the rest wait in the parser's buffer until the driver has sent
   what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
@@ -66,6 +69,10 @@ from evserver.http.response import response_head, status_line
 from evserver.stats import Stats
 
 log = logging.getLogger("evserver.protocol")
+
+_OUT_OF_MEMORY_PAGE = error_page(503)
+"""RFC 9110 15.6.4: the answer when serving a request ran out of memory; built at import, since
+building it then could fail as well."""
 
 Handler = Callable[[Request], Response]
 
@@ -321,6 +328,10 @@ class ServerProtocol:
         """Ask the handler, frame its response, append it to ``out``; return its body length."""
         try:
             response = self._handler(request)
+        except MemoryError:  # an address-space limit or a full machine: not a bug, and this
+            # request may be the only one too big; no traceback (formatting one allocates).
+            fields, page = _OUT_OF_MEMORY_PAGE
+            response = Response(503, fields, (page,), len(page), close=True)
         except Exception:  # a handler bug must never kill the driver
             log.exception("handler failed on %r", request)
             fields, page = error_page(500)
