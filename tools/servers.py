@@ -1,8 +1,9 @@
 """Start and stop the servers under test as pinned child processes; read server specs.
 
 What this module knows: the command line of each kind of server (evserver, ``python -m
-http.server``, nginx), how each announces its port, how to stop it, and the server *spec*
-language of the runner's ``--server`` option. What it must not know: what is measured -- a
+http.server``, nginx), how each announces its port, how to stop it, the server *spec*
+language of the runner's ``--server`` option, and how to run the evserver of another checkout
+(``ServerSpec.checkout``). What it must not know: what is measured -- a
 running server is a pid, a base URL and maybe a stats URL.
 
 A spec is a model and evserver options, as one would type them after ``evserver``::
