@@ -17,7 +17,9 @@ Invariants:
   (``servers.checkout_place``), imported evserver from inside it: a benchmark that silently ran
   the installed evserver twice would report "indistinguishable" for any change.
 - A verdict needs a spread: B is faster (slower) only when B/A is above (below) 1.0 in every
-  round; ratios that straddle 1.0 are indistinguishable; a single round judges nothing.
+  round; ratios that straddle 1.0 are indistinguishable; a single round judges nothing. Noise
+  alone puts every one of N rounds on one side in 1 run of 2**(N-1) (1 in 4 with three
+  rounds), and the verdict line says so: more rounds make a verdict firmer.
 """
 
 from __future__ import annotations
@@ -191,12 +193,11 @@ def ab_table(points: Sequence[dict[str, Any]], peers: Sequence[str]) -> tuple[st
     rows = report.summarise(records, ("rps", "req_per_cpu_s"))
     by_key = {(row["case"], row["server"]): row for row in rows}
     header = ["case", "A req/s", "B req/s", "B/A (rounds)", "A req/CPU-s", "B req/CPU-s"]
-    header += [f"{peer} req/s" for peer in peers] + ["verdict"]
+    header += [f"{peer} req/s" for peer in peers]
     lines, verdicts = [], []
     for case in dict.fromkeys(p["case"] for p in points):
         a, b = per_round(points, case, "A"), per_round(points, case, "B")
         ratios = [b[r] / a[r] for r in sorted(a) if r in b and a[r]]
-        judged = verdict(ratios)
         cells = [case]
         for metric, label in (("rps", "A"), ("rps", "B")):
             cells.append(report.fmt_range(by_key[(case, label)], metric)
@@ -207,14 +208,23 @@ def ab_table(points: Sequence[dict[str, Any]], peers: Sequence[str]) -> tuple[st
                          if (case, label) in by_key else "-")
         cells += [report.fmt_range(by_key[(case, peer)], "rps") if (case, peer) in by_key
                   else "-" for peer in peers]
-        lines.append([*cells, judged])
-        verdicts.append(f"- **{case}**: {judged} (B/A {_ratio_text(ratios)})")
+        lines.append(cells)
+        judged = verdict(ratios)
+        chance = (f"; identical code gets a verdict this firm in 1 run of "
+                  f"{2 ** (len(ratios) - 1)}" if judged in ("B is faster", "B is slower") else "")
+        verdicts.append(f"- **{case}**: {judged} (B/A {_ratio_text(ratios)}{chance})")
     return report.markdown_table(header, lines), verdicts
 
 
+CHECKOUTS_INTRO = (
+    "Each evserver ran as `python -m evserver` in its checkout's folder, with that folder first "
+    "on `PYTHONPATH`; before the run, an interpreter started the same way showed where it "
+    "imports evserver from:\n")
+
+
 def checkouts_table(checkouts: Sequence[dict[str, Any]]) -> str:
-    """What A and B are: what was given, the commit, the folder, where evserver came from."""
-    return report.markdown_table(
+    """What A and B are: what was given, the commit, where evserver came from."""
+    return CHECKOUTS_INTRO + "\n" + report.markdown_table(
         ["", "given", "commit", "evserver imported from"],
         ([c["label"], f"`{c['given']}`",
           (c["commit"][:COMMIT_SHOWN] if c["temporary"] else c["commit"]) or "-",
