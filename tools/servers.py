@@ -170,9 +170,9 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) 
     """
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # polls first: reaps a child that has ended
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while process.returncode is None and time.monotonic() < deadline:
             if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
                 break
             time.sleep(POLL_STEP)
