@@ -4,6 +4,7 @@
     python tools/experiment.py compare --server evented --server 'evented --selector select' \\
         --server 'evented --no-sendfile' --server threaded --peers nginx
     python tools/experiment.py bench               # the README's performance table
+    python tools/experiment.py ab main HEAD        # a change against its parent (``ab``)
 
 What this module knows: the order of an experiment -- lock, document root, servers, rounds of
 measurements, raw files, plots, report -- and what to do when part of it cannot run. What it
@@ -47,6 +48,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -56,13 +58,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # run as a script: make ``tools`` importable as a package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools import cores, docroot, plots, procstat, report, servers, wrkrun
+from tools import ab, cores, docroot, plots, procstat, report, servers, wrkrun
 
 LOCK_PATH = "/tmp/evserver-bench.lock"
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +145,8 @@ class Plan:
     """What will not be measured, and why (one line each: the report repeats them)."""
     tls: bool = False
     """``bench --tls``: the HTTPS cases, judged against nginx over TLS."""
+    checkouts: list[dict[str, Any]] = field(default_factory=list)
+    """``ab``: what A and B are (``ab.Checkout`` as a dict), for the report."""
 
     @property
     def profile(self) -> str:
@@ -669,6 +673,11 @@ def render_report(plan: Plan, progress: Progress, point_rows: list[dict[str, Any
     if plan.skipped or progress.problems:
         parts += ["## Not measured\n"] + [f"- {line}" for line in
                                           plan.skipped + progress.problems] + [""]
+    if plan.command == "ab" and point_rows:
+        table, verdicts = ab.ab_table(progress.points,
+                                      [spec.label for spec in plan.specs if not spec.checkout])
+        parts += ["## A/B: B against A\n", ab.checkouts_table(plan.checkouts), "",
+                  ab.TABLE_INTRO, table, "", *verdicts, ""]
     if point_rows:
         parts += ["## Throughput and latency (wrk)\n", report.POINTS_INTRO.format(
             n=plan.rounds), report.points_table(point_rows, baselines), "",
@@ -836,6 +845,97 @@ def tls_bench_plan(args: argparse.Namespace) -> Plan:
                 [servers.NGINX_TLS, "evented"], "bench", skipped, tls=True)
 
 
+AB_CASES = {
+    "1k": Case("1k keep-alive c64", "wrk", "1k", 64),
+    "1k-close": Case("1k new conn c64", "wrk", "1k", 64, close=True),
+    "64k": Case("64k keep-alive c64", "wrk", "64k", 64),
+    "1k-c1": Case("1k keep-alive c1", "wrk", "1k", 1),
+    "16m": Case("16m keep-alive c8", "wrk", "16m", 8),
+}
+"""The cases ``ab --cases`` can name: the benchmark's wrk cases and the one-connection one."""
+
+AB_DEFAULT_CASES = ("1k", "1k-close", "64k", "1k-c1")
+
+
+def _ab_case_list(text: str) -> list[str]:
+    names = _csv_list(text)
+    if not names or any(name not in AB_CASES for name in names):
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(AB_CASES)}")
+    return names
+
+
+def ab_plan(args: argparse.Namespace, checkouts: Sequence[ab.Checkout]) -> Plan:
+    """Two evservers, each its checkout's code with the same options, and the peers asked for;
+    A is the baseline of every ratio."""
+    quick = args.quick
+    skipped: list[str] = []
+    try:
+        words = shlex.split(args.server_args)
+    except ValueError as error:
+        raise PlanError(f"--server-args {args.server_args!r}: {error}") from None
+    text = args.server_args if words[:1] and words[0] in servers.MODELS \
+        else f"evented {args.server_args}"
+    specs = [replace(servers.parse_spec(f"{checkout.label}={text}"), checkout=checkout.path)
+             for checkout in checkouts]
+    specs += peer_specs(_csv_list(args.peers), skipped)
+    names = args.cases or (["1k"] if quick else list(AB_DEFAULT_CASES))
+    profile = docroot.PROFILES["quick" if quick else "full"]
+    absent = [name for name in names if AB_CASES[name].file not in profile.bench_names]
+    if absent:
+        raise PlanError(f"--cases {','.join(absent)}: not in the {'quick' if quick else 'full'} "
+                        f"tree (it has {', '.join(profile.bench_names)})")
+    # Absolute: each evserver runs in its checkout's folder, not in the current one.
+    tree = os.path.abspath(args.docroot or default_docroot("quick" if quick else "full"))
+    return Plan(specs, [AB_CASES[name] for name in names], args.repeat or (1 if quick else 3),
+                args.duration or (2 if quick else 10), args.open_timeout or 5, 0, 0, 1, quick,
+                args.seed, _rundir(args), tree,
+                ["A"] + [spec.label for spec in specs if not spec.checkout], "ab", skipped)
+
+
+def run_ab(args: argparse.Namespace) -> int:
+    """``ab``: check out the revisions, make sure each server runs its own checkout's code,
+    measure both interleaved, and remove the worktrees whatever happens."""
+    rundir = _rundir(args)
+    try:
+        checkouts = [ab.resolve(label, given, PROJECT_DIR, rundir)
+                     for label, given in zip(ab.LABELS, (args.rev_a, args.rev_b), strict=True)]
+        plan = ab_plan(args, checkouts)
+        if docroot.load_manifest(plan.docroot) is None:
+            docroot.check_writable_tree(plan.docroot)
+    except (PlanError, servers.SpecError, ab.AbError, docroot.NotATree) as error:
+        log(f"experiment: {error}")
+        return 2
+    if tool_missing("wrk"):
+        log(f"experiment: {INSTALL_WRK}")
+        return 1
+    log(f"A/B: {len(plan.cases)} case(s), {plan.rounds} round(s): about "
+        f"{max(1, round(estimate_seconds(plan) / 60))} minute(s)"
+        + (" (quick: a smoke test)" if plan.quick else ""))
+    made: list[ab.Checkout] = []
+    try:
+        with bench_lock():
+            try:
+                ab.add_worktrees(checkouts, PROJECT_DIR, made)
+                for checkout in checkouts:
+                    ab.verify_import(checkout)
+                    log(f"{checkout.label} = {checkout.given}: evserver from "
+                        f"{checkout.imported_from}")
+                servers.check_specs(plan.specs)
+            except (ab.AbError, servers.SpecError) as error:
+                log(f"experiment: {error}")
+                return 2
+            plan.checkouts = [asdict(checkout) for checkout in checkouts]
+            summary, progress = run_plan(plan)
+    except KeyboardInterrupt:  # waiting for the lock, or making the worktrees
+        log("Ctrl-C: nothing was measured")
+        return INTERRUPTED_EXIT
+    finally:
+        with sigint_ignored():
+            for problem in ab.remove_worktrees(made, PROJECT_DIR):
+                log(problem)
+    return finish(plan, summary, progress)
+
+
 def drop_wrk_cases(plan: Plan) -> None:
     """Without wrk, only the idle cases and Locust can run: say so once and go on."""
     log(f"{INSTALL_WRK}: throughput and latency are left out, the rest goes on")
@@ -870,7 +970,9 @@ def parser() -> argparse.ArgumentParser:
         description="evserver load experiments: a report with tables and plots in a run folder.")
     commands = top.add_subparsers(dest="command", required=True)
     for name, help_text in (("compare", "sweep concurrency and file sizes across servers"),
-                            ("bench", "the README's performance table vs http.server and nginx")):
+                            ("bench", "the README's performance table vs http.server and nginx"),
+                            ("ab", "two revisions (or checkouts) of evserver, interleaved: "
+                                   "B's ratio to A per case, and a verdict")):
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--quick", action="store_true",
                          help="a smoke test: tiny tree, 1 round, 2 s points, about a minute; "
@@ -908,6 +1010,19 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--locust-processes", type=int, default=1, metavar="N",
                          help="Locust processes: N > 1 runs Locust's own master and N worker "
                               "processes (default 1)")
+    ab_command = commands.choices["ab"]
+    for name in ("rev_a", "rev_b"):
+        ab_command.add_argument(name, metavar=name.upper().replace("_", "-"),
+                                help="a git revision (checked out for the run) or the folder "
+                                     "of a checkout; A is the baseline")
+    ab_command.add_argument("--server-args", default="", metavar="ARGS",
+                            help="evserver options for both, e.g. '--selector poll' (a model "
+                                 "first, else evented)")
+    ab_command.add_argument("--cases", type=_ab_case_list,
+                            help=f"comma list of {', '.join(AB_CASES)} "
+                                 f"({','.join(AB_DEFAULT_CASES)}; quick 1k)")
+    ab_command.add_argument("--peers", default="", metavar="LIST",
+                            help="other servers to show beside them: http.server,nginx")
     commands.choices["bench"].add_argument("--idle-connections", type=int,
                                            help="idle connections to hold (10000; quick 200)")
     commands.choices["bench"].add_argument(
@@ -936,6 +1051,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "ab":
+        return run_ab(args)
     try:
         plan = make_plan(args)
     except (PlanError, servers.SpecError, docroot.NotATree) as error:
@@ -950,6 +1067,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # while waiting for another run's lock: nothing was started
         log("Ctrl-C: nothing was measured")
         return INTERRUPTED_EXIT
+    return finish(plan, summary, progress)
+
+
+def finish(plan: Plan, summary: dict[str, Any], progress: Progress) -> int:
+    """Print the report and return the exit status of a run that measured."""
     with open(os.path.join(plan.rundir, "report.md")) as report_file:
         print(report_file.read())
     log(f"report: {os.path.join(plan.rundir, 'report.md')} "

@@ -1,8 +1,9 @@
 """Start and stop the servers under test as pinned child processes; read server specs.
 
 What this module knows: the command line of each kind of server (evserver, ``python -m
-http.server``, nginx), how each announces its port, how to stop it, and the server *spec*
-language of the runner's ``--server`` option. What it must not know: what is measured -- a
+http.server``, nginx), how each announces its port, how to stop it, the server *spec*
+language of the runner's ``--server`` option, and how to run the evserver of another checkout
+(``ServerSpec.checkout``). What it must not know: what is measured -- a
 running server is a pid, a base URL and maybe a stats URL.
 
 A spec is a model and evserver options, as one would type them after ``evserver``::
@@ -130,6 +131,9 @@ class ServerSpec:
     """True for a variant measured only in the cases that name it (the access-log twin)."""
     text: str = ""
     """The spec as the user wrote it (for messages); empty for specs the runner builds."""
+    checkout: str = ""
+    """A folder holding the evserver to run instead of the installed one (the A/B mode): the
+    server starts in it, with it first on ``PYTHONPATH`` (see ``checkout_place``)."""
 
     @property
     def tls(self) -> bool:
@@ -166,9 +170,9 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) 
     """
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # polls first: reaps a child that has ended
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while process.returncode is None and time.monotonic() < deadline:
             if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
                 break
             time.sleep(POLL_STEP)
@@ -279,7 +283,7 @@ def check_specs(specs: Iterable[ServerSpec], timeout: float = START_TIMEOUT) -> 
                 log_path = os.path.join(folder, f"{len(started)}.log")
                 extra = tuple(arg.replace("{rundir}", folder) for arg in spec.extra_args)
                 argv = evserver_argv(replace(spec, extra_args=extra), folder, "/-/stats")
-                started.append((spec, _spawn(argv, log_path), log_path))
+                started.append((spec, _spawn(argv, log_path, spec.checkout), log_path))
             deadline = time.monotonic() + timeout
             waiting = list(started)
             while waiting and time.monotonic() < deadline:
@@ -363,12 +367,24 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def _spawn(argv: list[str], log_path: str, cwd: str | None = None) -> subprocess.Popen[bytes]:
+def checkout_place(checkout: str) -> tuple[str | None, dict[str, str] | None]:
+    """The folder and environment a server starts with: for a checkout, in it and with it first
+    on ``PYTHONPATH`` (``python -m`` looks in the current folder first too), so its own evserver
+    is imported, not the installed one; otherwise (None, None): the runner's own."""
+    if not checkout:
+        return None, None
+    path = [checkout, *filter(None, [os.environ.get("PYTHONPATH")])]
+    return checkout, {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def _spawn(argv: list[str], log_path: str, checkout: str = "") -> subprocess.Popen[bytes]:
     """A child in its own session: a Ctrl-C at the terminal reaches the runner, which stops
     its children itself, in order, instead of every process at once."""
+    cwd, env = checkout_place(checkout)
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True)
+                                stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                start_new_session=True)
 
 
 def evserver_argv(spec: ServerSpec, docroot: str, stats_path: str) -> list[str]:
@@ -400,7 +416,7 @@ def start(spec: ServerSpec, docroot: str, rundir: str, core: Iterable[int] | int
         pattern, stats_url = None, None
     else:
         raise ValueError(f"unknown server kind {spec.kind!r}")
-    process = _spawn(pin + argv, log_path)
+    process = _spawn(pin + argv, log_path, spec.checkout)
     try:
         if pattern is not None:
             port = _wait_for(lambda: _banner_port(log_path, pattern), process, spec.label,

@@ -410,6 +410,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     ".venv/bin/python tools/experiment.py bench --repeat 5":
         experiment("--repeat 1 --duration 1 --idle-connections 50"),
     ".venv/bin/python tools/experiment.py bench --tls": experiment("--repeat 1 --duration 1"),
+    ".venv/bin/python tools/experiment.py ab HEAD .": experiment("--duration 1"),
     "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 "
     "-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' -keyout key.pem "
     "-out cert.pem": serve_https,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.server
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,6 +256,14 @@ def test_http_server_peer_starts_and_stops(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.process.poll() is not None
+
+
+def test_stopping_a_process_that_has_already_ended() -> None:
+    """A server that exited on its own (a refused option) is reaped by the stop, not an error."""
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"],
+                               start_new_session=True)
+    os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # ended, not yet reaped
+    assert servers.stop_process(process) == 2
 
 
 def test_targets_table_judges_each_model_against_nginx() -> None:
