@@ -37,6 +37,10 @@ from evserver.http.limits import MAX_CHUNK_SIZE_DIGITS
 TCHAR: Final = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 """RFC 9110 5.6.2: tchar, the characters of a token."""
 
+QVALUE: Final = r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?"
+"""RFC 9110 12.4.2 qvalue (a weight of Accept and Accept-Encoding), as pattern text to embed:
+"0" with up to three decimals, or "1" with up to three zeros."""
+
 VCHAR_OBS: Final = r"\x21-\x7e\x80-\xff"
 """RFC 9110 5.5: field-vchar = VCHAR / obs-text."""
 

@@ -29,14 +29,16 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
+from evserver.http.grammar import QVALUE, TCHAR
+
 # RFC 9110 5.6.2 token; 12.5.1 media-range; 5.6.6 parameters (quoted-string values allowed);
 # 12.4.2 qvalue. One element of the comma list, parsed from its start.
-_TOKEN: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_TOKEN: Final = rf"[{TCHAR}]+"
 _MEDIA_RANGE: Final = re.compile(rf"[ \t]*({_TOKEN})/({_TOKEN})[ \t]*")
 _PARAMETER: Final = re.compile(
     rf';[ \t]*({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*'
 )
-_QVALUE: Final = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+_QVALUE: Final = re.compile(QVALUE)
 
 _ANY: Final = "*"
 

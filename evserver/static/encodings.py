@@ -30,7 +30,7 @@ import re
 import zlib
 from typing import Final
 
-from evserver.http.grammar import TCHAR
+from evserver.http.grammar import QVALUE, TCHAR
 
 PREFERENCE: Final = ("br", "zstd", "gzip")
 """The codings a file can be sent in, in the server's order on a tie (smallest output first)."""
@@ -55,7 +55,7 @@ _Q_SCALE: Final = 1000
 # ABNF strings are case-insensitive, so "Q=" is a weight too.
 _ELEMENT = re.compile(
     rf"[ \t]*([{TCHAR}]+)[ \t]*"
-    r"(?:;[ \t]*[qQ]=(0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?))?[ \t]*"
+    rf"(?:;[ \t]*[qQ]=({QVALUE}))?[ \t]*"
 )
 
 
