@@ -412,8 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal signals_seen
         signals_seen += 1
         if signals_seen > 1:
-            if server.access_log is not None:  # what is buffered is already true: keep it
-                server.access_log.flush()
+            server.flush_log_before_exit()  # what is buffered is already true: keep it
             os._exit(128 + signum)  # the user insists: no draining, no other cleanup
         server.shutdown()
 

@@ -147,6 +147,14 @@ class BaseServer:
         if self.access_log is not None:
             self.access_log.flush()
 
+    def flush_log_before_exit(self) -> None:
+        """Write the access log's buffered lines before an exit that skips every cleanup
+        (``os._exit`` on a second stop signal). Called from a signal handler: it may interrupt
+        the log in the middle of a call, which never runs again after the exit; it never waits
+        long (the blocking models bound their wait for the log's lock)."""
+        if self.access_log is not None:
+            self.access_log.flush()
+
     def stats_extra(self) -> dict[str, Any]:
         """Model-specific figures for the stats page (threads, loop counters...)."""
         return {}

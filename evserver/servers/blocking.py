@@ -52,6 +52,10 @@ from evserver.servers.base import RETIRE_GRACE_SECONDS, BaseServer
 
 log = logging.getLogger("evserver.blocking")
 
+EXIT_FLUSH_LOCK_SECONDS = 0.1
+"""How long a flush before a fast exit waits for the log's lock: a connection's thread holds it
+for microseconds, but the thread a signal handler interrupted may hold it and never let go."""
+
 
 # -- the access log, shared -------------------------------------------------------------------
 
@@ -81,6 +85,17 @@ class SharedAccessLog:
         with self._lock:
             self._last_flush = time.monotonic()
             self._log.flush()
+
+    def flush_before_exit(self) -> None:
+        """``flush()`` from a signal handler, just before ``os._exit``: waits for the lock at
+        most ``EXIT_FLUSH_LOCK_SECONDS``, then writes anyway (nothing runs after the exit that
+        the write could disturb)."""
+        locked = self._lock.acquire(timeout=EXIT_FLUSH_LOCK_SECONDS)
+        try:
+            self._log.flush()
+        finally:
+            if locked:
+                self._lock.release()
 
 
 # -- the accept loop and shutdown, shared by the iterative and threaded models -----------------
@@ -142,6 +157,10 @@ class BlockingServer(BaseServer):
     def access_log_flush(self) -> None:
         if self._shared_log is not None:
             self._shared_log.flush()
+
+    def flush_log_before_exit(self) -> None:
+        if self._shared_log is not None:
+            self._shared_log.flush_before_exit()
 
     @property
     def live_connections(self) -> int:

@@ -53,8 +53,9 @@ Signals only write their number to a self-pipe (``signal.set_wakeup_fd``; the Py
 nothing); the loop reads the numbers and acts:
 
 - SIGTERM or SIGINT: every worker drains as a single server does (SIGTERM), the master exits 0
-  once the last one is reaped; a second signal kills every worker (SIGKILL), reaps them and
-  exits 128 + the signal's number.
+  once the last one is reaped; a second signal makes every worker exit at once (SIGQUIT: each
+  writes its buffered access-log lines first), kills any still there after
+  ``FAST_EXIT_SECONDS`` (SIGKILL), reaps them and exits 128 + the signal's number.
 - SIGHUP: rolling restart. A new worker is forked for every index at once; as soon as one
   reports ready, the old worker of its index is told to hand over (SIGUSR2, ``retire()``): it
   stops accepting, answers each further request with ``Connection: close`` and closes idle
@@ -92,6 +93,7 @@ from evserver.net.listener import open_listener
 from evserver.servers.fleet import Board
 from evserver.servers.worker import (
     FAILED,
+    FAST_EXIT_SIGNAL,
     READY,
     REOPEN_SIGNAL,
     REPORT_LIMIT,
@@ -120,6 +122,11 @@ RESTART_DELAY_MIN = 0.1
 
 RESTART_DELAY_MAX = 10.0
 """The longest wait before a replacement, reached after seven quick deaths in a row."""
+
+FAST_EXIT_SECONDS = 1.0
+"""After a second stop signal, how long the workers get to write their buffered access-log lines
+and exit before they are killed: a write takes milliseconds; a worker stopped or stuck in the
+kernel is not worth a longer wait from someone who insists on stopping now."""
 
 STABLE_SECONDS = 10.0
 """A worker that served this long before it died was not crash-looping: its replacement gets the
@@ -322,8 +329,8 @@ class Master:
     def _on_signal(self, signum: int) -> None:
         if signum in (signal.SIGINT, signal.SIGTERM):
             if self.stopping:
-                log.warning("second stop signal: killing every worker")
-                self._kill_all(signal.SIGKILL)
+                log.warning("second stop signal: every worker exits now")
+                self._exit_all_now()
                 self.exit_status = 128 + signum
             else:
                 self._stop(f"stopping ({signal.Signals(signum).name})")
@@ -411,7 +418,7 @@ class Master:
             signal_mask=signal.pthread_sigmask(signal.SIG_BLOCK, []))
         sys.stdout.flush()
         sys.stderr.flush()
-        signal.pthread_sigmask(signal.SIG_BLOCK, (*MASTER_SIGNALS, RETIRE_SIGNAL))
+        signal.pthread_sigmask(signal.SIG_BLOCK, (*MASTER_SIGNALS, RETIRE_SIGNAL, FAST_EXIT_SIGNAL))
         try:
             pid = os.fork()
             if pid == 0:
@@ -548,6 +555,39 @@ class Master:
             if not worker.leaving:  # one handing over already drains: a SIGTERM would force it
                 worker.leaving = STOPPING
                 _signal(worker.pid, signal.SIGTERM)
+
+    def _exit_all_now(self) -> None:
+        """Every worker exits at once (``FAST_EXIT_SIGNAL``: its buffered log lines written
+        first); those still there after ``FAST_EXIT_SECONDS``, or at a further stop signal, are
+        killed. Every one is reaped on return."""
+        self.stopping = True
+        self.due.clear()
+        for worker in self.workers.values():
+            _signal(worker.pid, FAST_EXIT_SIGNAL)
+        deadline = time.monotonic() + FAST_EXIT_SECONDS
+        wake_read, selector = self._require_pipes().wake_read, self._selector
+        assert selector is not None
+        self._reap()
+        while self.workers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, _ in selector.select(left):
+                if key.fd == wake_read and self._insists(wake_read):
+                    deadline = 0.0
+            self._read_reports()  # a full report pipe must not wake us again and again
+            self._reap()
+        self._kill_all(signal.SIGKILL)
+
+    @staticmethod
+    def _insists(wake_read: int) -> bool:
+        """Read the self-pipe (SIGCHLD wakes it as a worker exits): True if a stop signal came
+        again."""
+        try:
+            numbers = os.read(wake_read, 4096)
+        except BlockingIOError:
+            return False
+        return signal.SIGINT in numbers or signal.SIGTERM in numbers
 
     def _kill_all(self, signum: int) -> None:
         """Kill every worker now and reap them all."""

@@ -18,9 +18,11 @@ Signals, once the server is built (until then they stay blocked, as the master l
 - SIGTERM: drain and exit, as a single server does. A second SIGTERM changes nothing: the one
   from the master may follow one sent to the whole process group (systemd's default
   ``KillMode=control-group`` signals every process of the service), and "stop at once" is the
-  master's to decide (it kills the workers on its second signal);
+  master's to decide (on its second signal it sends SIGQUIT, below);
 - SIGUSR2: hand over to a successor (``retire()``: reload, or one worker fewer);
 - SIGUSR1: reopen the access log file (log rotation; the master passes it on);
+- SIGQUIT: exit at once (the master's answer to a second stop signal), after writing the access
+  log's buffered lines: they tell what was sent, and no drain or cleanup runs;
 - SIGINT and SIGHUP: ignored. Ctrl-C and a hang-up reach every process of the terminal's group;
   the master alone decides, and tells each worker what to do;
 - the rest: the system's defaults.
@@ -76,12 +78,17 @@ RETIRE_SIGNAL = signal.SIGUSR2
 REOPEN_SIGNAL = signal.SIGUSR1
 """Reopen the access log (log rotation): sent by the operator to the master, passed on."""
 
+FAST_EXIT_SIGNAL = signal.SIGQUIT
+"""What the master sends on a second stop signal: write the access log's buffered lines, then
+exit at once (gunicorn's quick shutdown is SIGQUIT too)."""
+
 IGNORED_SIGNALS = (signal.SIGINT, signal.SIGHUP)
 """Sent to the whole process group by the terminal; only the master acts on them."""
 
 DEFAULT_SIGNALS = (signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTERM, RETIRE_SIGNAL,
-                   REOPEN_SIGNAL)
-"""Signals the master handles, given back their default action until the server is built."""
+                   REOPEN_SIGNAL, FAST_EXIT_SIGNAL)
+"""Signals the master handles or sends, given back their default action until the server is
+built."""
 
 
 @dataclass(frozen=True)
@@ -178,9 +185,16 @@ def _handle_signals(server: BaseServer) -> None:
         if server.access_log is not None:
             server.access_log.reopen()
 
+    def on_fast_exit(signum: int, frame: FrameType | None) -> NoReturn:
+        try:
+            server.flush_log_before_exit()
+        finally:
+            os._exit(128 + signum)
+
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(RETIRE_SIGNAL, on_retire)
     signal.signal(REOPEN_SIGNAL, on_reopen)
+    signal.signal(FAST_EXIT_SIGNAL, on_fast_exit)
 
 
 def describe(error: BaseException) -> str:

@@ -1,6 +1,6 @@
 """The access log of a running server: a file it cannot open, SIGUSR1 (log rotation) in every
-model and in every worker, a second Ctrl-C that still writes the buffered lines, and a download
-cut short logged with the bytes that really left."""
+model and in every worker, a second Ctrl-C that still writes the buffered lines (in a worker
+too), and a download cut short logged with the bytes that really left."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="signals and /proc: tested on Linux")
 
 StartProcess = Callable[..., ServerProcess]
+
+BUFFERED_REQUESTS = 20
+"""Requests whose lines wait in the log's buffer when the second signal comes."""
 
 
 def get(port: int, path: str = "/") -> int:
@@ -82,20 +85,50 @@ def test_sigusr1_reopens_the_log_after_a_rename(start_process: StartProcess, tmp
     assert "/after" in path.read_text()
 
 
+@pytest.mark.parametrize("args", [
+    [], ["--workers", "1"], ["--workers", "1", "--model", "threaded"],
+], ids=["single", "worker", "threaded-worker"])
 def test_a_second_ctrl_c_still_writes_the_buffered_lines(start_process: StartProcess,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, args: list[str]) -> None:
     path = tmp_path / "access.log"
-    server = start_process("--access-log", str(path))
+    server = start_process("--access-log", str(path), *args)
     with socket.create_connection(server.address) as held:
         held.sendall(b"GET /x HTTP/1.1\r\n")  # half a request: the drain waits for it
-        get(server.port, "/buffered")
+        for index in range(BUFFERED_REQUESTS):  # well within the log's one-second flush
+            get(server.port, f"/buffered/{index}")
         server.process.send_signal(signal.SIGINT)
-        # Two signals at once would reach Python's handler as one: wait for the drain.
-        wait_until(lambda: any("shutting down" in line for line in server.stderr_lines),
-                   "the graceful stop")
+        # Two signals at once would reach Python's handler as one: wait for the drain (the
+        # master's line, or the single server's).
+        wait_until(lambda: any("shutting down" in line or "to drain" in line
+                               for line in server.stderr_lines), "the graceful stop")
         server.process.send_signal(signal.SIGINT)
         assert server.process.wait(10) == 128 + signal.SIGINT
-    assert "/buffered" in path.read_text()
+    text = path.read_text() if path.exists() else ""
+    missing = [index for index in range(BUFFERED_REQUESTS) if f"/buffered/{index} " not in text]
+    assert missing == [], "".join(server.stderr_lines)
+
+
+def cut_download(running: RunningServer, target: str) -> int:
+    """Ask for ``target``, read a quarter MiB of it, then reset: the body bytes read."""
+    with socket.create_connection(running.address) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        client.sendall(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        received = b""
+        while len(received) < 256 * 1024:
+            received += client.recv(65536)
+        # A reset, not a polite close: the server's next send fails.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        return len(received) - received.index(b"\r\n\r\n") - 4
+
+
+def logged_bytes(running: RunningServer, path: Path, target: str) -> int:
+    """The body bytes the access log at ``path`` gives the one response to ``target``."""
+    running.server.access_log_flush()
+    wait_until(lambda: target in path.read_text() if path.exists() else False,
+               "the line of the cut download", seconds=15)
+    running.stop()
+    (line,) = [text for text in path.read_text().splitlines() if f" {target} " in text]
+    return int(line.rsplit(" ", 1)[1])
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -108,19 +141,6 @@ def test_a_download_cut_short_logs_the_bytes_that_left(start_server: Callable[..
     make_big_file(root / "big.bin", size)
     path = tmp_path / "access.log"
     running = start_server(root, model=model, access_log=str(path), quiet=False)
-    with socket.create_connection(running.address) as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        client.sendall(b"GET /big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
-        received = b""
-        while len(received) < 256 * 1024:
-            received += client.recv(65536)
-        got = len(received) - received.index(b"\r\n\r\n") - 4  # body bytes read
-        # A reset, not a polite close: the server's next send fails.
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    running.server.access_log_flush()
-    wait_until(lambda: "/big.bin" in path.read_text() if path.exists() else False,
-               "the line of the cut download", seconds=15)
-    running.stop()
-    (line,) = [text for text in path.read_text().splitlines() if "/big.bin" in text]
-    sent = int(line.rsplit(" ", 1)[1])
-    assert got <= sent < size, line
+    got = cut_download(running, "/big.bin")
+    sent = logged_bytes(running, path, "/big.bin")
+    assert got <= sent < size
