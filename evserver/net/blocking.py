@@ -28,8 +28,9 @@ Invariants:
 - :func:`send_each` is the teaching switch ``--split-writes``: every item in a call of its own
   (no gathering, no join, no ``MSG_MORE``), so a head and its body are two writes.
 - When sending fails, the exception tells how many of the items' bytes were never sent
-  (:func:`unsent_bytes`, for the access log): a file region counts what sendfile or pread got
-  through before the failure; a run of bytes cut short counts as not sent.
+  (:func:`unsent_bytes`, for the access log): what went out before the failure counts as sent,
+  to the byte, whether it came from a file region (sendfile or pread) or from bytes in memory
+  (a head and a large cached body half sent).
 - Every file region handed to :func:`send_items` or :func:`send_each` is released (its
   descriptor closed when it owns it), whether it was sent, half sent or never reached because
   of an error.
@@ -63,8 +64,9 @@ class FileShrankError(ConnectionAbortedError):
 _UNSENT = "evserver_unsent_bytes"
 """The attribute a failed send's exception carries: the items' bytes never sent."""
 
-_REGION_SENT = "evserver_region_sent"
-"""The attribute :func:`send_region` adds to its exception: the region's bytes that went out."""
+_PART_SENT = "evserver_part_sent"
+"""The attribute :func:`send_region`, :func:`send_run` and :func:`send_bytes` add to their
+exception: the bytes of the region or run they were given that went out before the failure."""
 
 
 def unsent_bytes(error: BaseException) -> int | None:
@@ -77,7 +79,7 @@ def _note_unsent(error: OSError, items: list[Item], sent: int) -> None:
     """Mark ``error`` with what was not sent of ``items``, of which ``sent`` bytes (whole items)
     and what the failing region got through went out."""
     total = sum(item.count if isinstance(item, FileRegion) else len(item) for item in items)
-    sent += getattr(error, _REGION_SENT, 0)
+    sent += getattr(error, _PART_SENT, 0)
     setattr(error, _UNSENT, max(0, total - sent))
 
 
@@ -150,20 +152,34 @@ def send_run(sock: socket.socket, run: list[bytes], flags: int = 0) -> None:
     except BlockingIOError:  # a blocking socket's SO_SNDTIMEO expired with nothing sent
         raise TimeoutError("peer read nothing for the send timeout") from None
     for part in unsent_parts(run, sent):
-        send_bytes(sock, part, flags)
+        try:
+            send_bytes(sock, part, flags)
+        except OSError as error:
+            setattr(error, _PART_SENT, sent + getattr(error, _PART_SENT, 0))
+            raise
+        sent += len(part)
 
 
 def send_bytes(sock: socket.socket, data: bytes | memoryview, flags: int = 0) -> None:
-    """Send all of ``data``. Each ``send`` waits at most the socket's timeout for room."""
+    """Send all of ``data``. Each ``send`` waits at most the socket's timeout for room. On
+    failure the exception tells how much of ``data`` went out (see :func:`unsent_bytes`)."""
+    sent = 0
     try:
         sent = sock.send(data, flags)
         if sent == len(data):  # the common case: the socket buffer took it all at once
             return
         view = memoryview(data)[sent:]
         while view:
-            view = view[sock.send(view, flags):]
+            count = sock.send(view, flags)
+            sent += count
+            view = view[count:]
     except BlockingIOError:  # a blocking socket's SO_SNDTIMEO expired with nothing sent
-        raise TimeoutError("peer read nothing for the send timeout") from None
+        timeout = TimeoutError("peer read nothing for the send timeout")
+        setattr(timeout, _PART_SENT, sent)
+        raise timeout from None
+    except OSError as error:
+        setattr(error, _PART_SENT, sent)
+        raise
 
 
 def send_region(sock: socket.socket, region: FileRegion, use_sendfile: bool = True) -> int:
@@ -201,7 +217,8 @@ def send_region(sock: socket.socket, region: FileRegion, use_sendfile: bool = Tr
             send_bytes(sock, chunk)
             offset += len(chunk)
     except OSError as error:
-        setattr(error, _REGION_SENT, offset - region.offset)
+        # pread's fallback: send_bytes tells what went out of the chunk it was sending
+        setattr(error, _PART_SENT, offset - region.offset + getattr(error, _PART_SENT, 0))
         raise
     return via_sendfile
 

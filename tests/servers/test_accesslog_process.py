@@ -1,6 +1,7 @@
 """The access log of a running server: a file it cannot open, SIGUSR1 (log rotation) in every
 model and in every worker, a second Ctrl-C that still writes the buffered lines (in a worker
-too), and a download cut short logged with the bytes that really left."""
+too), and a download cut short (from a file or from memory) logged with the bytes that really
+left."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from evserver.bodies import Response
 from evserver.config import MODELS
 from tests.support.processes import ServerProcess
 from tests.support.servers import RunningServer
@@ -144,3 +146,18 @@ def test_a_download_cut_short_logs_the_bytes_that_left(start_server: Callable[..
     got = cut_download(running, "/big.bin")
     sent = logged_bytes(running, path, "/big.bin")
     assert got <= sent < size
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_body_from_memory_cut_short_logs_the_bytes_that_left(
+        start_server: Callable[..., RunningServer], tmp_path: Path, model: str) -> None:
+    # A body in memory (as a cached small file is) goes out with send, not sendfile; one
+    # larger than what the kernel's buffers take is cut halfway by the client's reset.
+    body = bytes(16 * 1024 * 1024)
+    fields = f"Content-Length: {len(body)}\r\n".encode()
+    path = tmp_path / "access.log"
+    running = start_server(model=model, access_log=str(path), quiet=False)
+    running.server.handler = lambda request: Response(200, fields, (body,), len(body))
+    got = cut_download(running, "/memory")
+    sent = logged_bytes(running, path, "/memory")
+    assert got <= sent < len(body)
