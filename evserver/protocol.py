@@ -35,6 +35,9 @@ Invariants:
 - A handler that fails answers 500 (a bug, logged with its traceback), or 503 when it ran out
   of memory (RFC 9110 15.6.4: an address-space limit or a full machine; the page is built at
   import, and nothing is formatted): either way the connection closes and the server goes on.
+  So does the parser running out of memory (its buffer, a request's fields): the responses
+  already made go out, then a 503 that closes. Anywhere else (the driver, the transport) the
+  output may be half made: the driver closes that one connection, without a traceback.
 - Backpressure: one call answers at most ``MAX_RESPONSES_PER_BATCH`` requests or
   ``MAX_BATCH_BODY_BYTES`` of body; the rest wait in the parser's buffer until the driver has sent
   what it holds and calls ``resume()``. With ``wants_read`` false meanwhile, a client that pipelines
@@ -70,9 +73,12 @@ from evserver.stats import Stats
 
 log = logging.getLogger("evserver.protocol")
 
-_OUT_OF_MEMORY_PAGE = error_page(503)
-"""RFC 9110 15.6.4: the answer when serving a request ran out of memory; built at import, since
-building it then could fail as well."""
+OUT_OF_MEMORY_STATUS = 503
+"""RFC 9110 15.6.4: the answer when serving a request ran out of memory."""
+
+_OUT_OF_MEMORY_PAGE = error_page(OUT_OF_MEMORY_STATUS)
+"""The page of that answer; built at import, since building it then could fail as well (it also
+fills ``error_page``'s cache, so ``_error`` finds it there without building it)."""
 
 Handler = Callable[[Request], Response]
 
@@ -231,6 +237,8 @@ class ServerProtocol:
             self._parser.feed(data)
         except HTTPError as error:
             return self._error(error.status)
+        except MemoryError:  # the parser's buffer could not grow: nothing of it answered yet
+            return self._error(OUT_OF_MEMORY_STATUS)
         return self._produce()
 
     def resume(self) -> list[Item]:
@@ -287,6 +295,9 @@ class ServerProtocol:
             except HTTPError as error:
                 out += self._error(error.status)
                 return out
+            except MemoryError:  # parsing the next head: the responses in ``out`` are whole
+                out += self._error(OUT_OF_MEMORY_STATUS)
+                return out
             if type(event) is Request:
                 # Speed: a request without a body is answered at once, its END_OF_MESSAGE
                 # consumed by skip_end_of_message() (one parser round trip saved per request).
@@ -331,7 +342,7 @@ class ServerProtocol:
         except MemoryError:  # an address-space limit or a full machine: not a bug, and this
             # request may be the only one too big; no traceback (formatting one allocates).
             fields, page = _OUT_OF_MEMORY_PAGE
-            response = Response(503, fields, (page,), len(page), close=True)
+            response = Response(OUT_OF_MEMORY_STATUS, fields, (page,), len(page), close=True)
         except Exception:  # a handler bug must never kill the driver
             log.exception("handler failed on %r", request)
             fields, page = error_page(500)

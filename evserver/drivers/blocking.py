@@ -108,6 +108,8 @@ def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
     except OSError as error:  # reset, broken pipe, send timeout, a file that shrank: drop it
         log.debug("%r dropped: %s", protocol, error)
         unsent = unsent_bytes(error) or 0
+    except MemoryError:  # no traceback (formatting one allocates); the output may be half made
+        pass  # (the protocol answers 503 when it can): close the connection
     except Exception:  # a bug must not kill the accept loop or the connection's thread silently
         log.exception("%r failed", protocol)
     finally:

@@ -220,6 +220,8 @@ class Connection:
             if mask & EVENT_READ and not transport.closed:
                 self._on_readable()
             self._update()
+        except MemoryError:  # the protocol answers 503 when it can; out here the output may
+            self.abort()  # be half made: close, without a traceback (formatting one allocates)
         except Exception:
             log.exception("%r failed; aborting it", self)
             self.abort()

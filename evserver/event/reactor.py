@@ -98,6 +98,16 @@ def make_selector(name: str) -> selectors.BaseSelector:
     return selector
 
 
+def _report(message: str, argument: object) -> None:
+    """Log the exception a callback raised, with its traceback; when there is not even the
+    memory to format it (a ``MemoryError``, or one while logging), say nothing: the loop, and
+    every other connection, must go on."""
+    try:
+        log.exception(message, argument)
+    except MemoryError:
+        pass
+
+
 def exclusive_registration_available(selector: str) -> bool:
     """Whether ``register_exclusive`` works with a selector of that name (``auto``: the default)."""
     if not hasattr(select, "EPOLLEXCLUSIVE") or not hasattr(selectors, "EpollSelector"):
@@ -279,13 +289,13 @@ class Reactor:
             try:
                 key.data(mask)
             except Exception:
-                log.exception("callback for fd %d failed", key.fd)
+                _report("callback for fd %d failed", key.fd)
 
     def _run(self, callback: Callable[[], None]) -> None:
         try:
             callback()
         except Exception:
-            log.exception("callback %r failed", callback)
+            _report("callback %r failed", callback)
 
     def close(self) -> None:
         """Release the selector and the wake socketpair (registered descriptors stay open)."""

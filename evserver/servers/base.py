@@ -125,14 +125,16 @@ class BaseServer:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as error:
-                kind = accept_error_kind(error)
+            except (OSError, MemoryError) as error:  # Python's socket object needs memory too
+                kind = accept_error_kind(error) if isinstance(error, OSError) else PAUSE
                 if kind == SKIP:
                     continue
                 if kind == PAUSE:
                     self.stats.accept_pauses += 1
                     self.log.warning("accept failed (%s): pausing accepting for %.1f s with %d "
-                                     "connection(s) open", error.strerror or error,
+                                     "connection(s) open",
+                                     (error.strerror or error) if isinstance(error, OSError)
+                                     else "out of memory",
                                      ACCEPT_PAUSE_SECONDS, self.stats.connections_open)
                     self.stats.accepted += len(accepted)
                     return accepted, True

@@ -173,6 +173,8 @@ class BlockingServer(BaseServer):
             with self._live_lock:
                 self._live[sock] = protocol
             drive(sock, protocol, self.config, self.stats, self.on_idle, self._is_stopping)
+        except MemoryError:  # building the conversation, or drive's last words: this one only
+            sock.close()  # (the accept loop, or the thread, goes on; no traceback to format)
         finally:
             with self._live_lock:
                 self._live.pop(sock, None)

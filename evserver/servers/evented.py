@@ -291,9 +291,14 @@ class EventedServer(BaseServer):
             self.log.debug("dropping a new connection: %s", error)
             sock.close()
             return
-        connection = self._connection_class(
-            self.reactor, sock, self.new_protocol(peer), config=self.config, peer=peer,
-            stats=self.stats, on_closed=self._connection_closed)
+        try:
+            connection = self._connection_class(
+                self.reactor, sock, self.new_protocol(peer), config=self.config, peer=peer,
+                stats=self.stats, on_closed=self._connection_closed)
+        except MemoryError:  # that one connection is closed; the loop goes on
+            self.reactor.unregister(sock)  # if it got that far: its number will be reused
+            sock.close()
+            return
         self.connections.add(connection)
 
     def _refuse_over_fd_limit(self, sock: socket.socket, fd_limit: int) -> None:

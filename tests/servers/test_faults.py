@@ -201,17 +201,20 @@ def _get(server: ServerProcess, path: str) -> tuple[int, bytes]:
         connection.close()
 
 
+@pytest.mark.parametrize("model", ["evented", "iterative"])
 def test_a_request_that_runs_out_of_address_space_gets_503_and_the_server_lives(
-        start_process: StartProcess, docroot: Path) -> None:
+        start_process: StartProcess, docroot: Path, model: str) -> None:
     """RLIMIT_AS set on the running server (``prlimit``: exactly its mapped size plus a small
     headroom, which a limit set before start-up could not be): listing a huge folder cannot be
     done, that request is answered 503, and the server serves what it can, and the listing once
-    the limit is lifted."""
+    the limit is lifted. The blocking driver meets the shortage as the evented one does. (Not the
+    threaded model: malloc's per-thread arena, mapped by the first request's thread, leaves the
+    listing room within address space already mapped, so the limit does not bite.)"""
     crowded = docroot / "crowded"
     crowded.mkdir()
     for number in range(LISTED_FILES):
         (crowded / f"{number:05d}".ljust(LISTED_NAME_LENGTH, "x")).touch()
-    server = start_process("-q")  # the evented model: one thread, no stack to map per request
+    server = start_process("-q", "--model", model)
     assert _get(server, "/small.txt") == (200, SMALL)
     _, unlimited = resource.prlimit(server.pid, resource.RLIMIT_AS)
     limit = _address_space_bytes(server.pid) + ADDRESS_SPACE_HEADROOM
