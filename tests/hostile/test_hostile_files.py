@@ -7,6 +7,9 @@ taken from ``fstat`` at that moment. Then:
   must see the connection end before Content-Length bytes arrived (so it knows the body is
   short), and every byte it did get must be the file's original content at that offset: never
   padding, never a byte from past the new end.
+- the file is truncated **after the whole body was queued** (the server's end is closed): the
+  body arrives at its full length and the connection ends normally; with ``pread`` it is the
+  file as it was, with ``sendfile`` only the length is promised.
 - the file is **replaced** (rename over it): the descriptor still names the old inode, so the
   whole old file arrives, complete and unmixed.
 - the file **grows**: exactly Content-Length bytes arrive and the connection stays usable.
@@ -31,6 +34,7 @@ import pytest
 from tests.support.responses import HTTPResponse, MalformedResponse, ResponseReader, parse_one
 from tests.support.servers import RunningServer
 from tests.support.trees import make_big_file
+from tests.support.waiting import wait_until
 
 CLIENT_TIMEOUT = 20.0
 SMALL_RCVBUF = 32 * 1024
@@ -128,6 +132,49 @@ def test_truncated_while_sent_ends_the_connection_early(file_server: RunningServ
                                                                      strict=True))
     else:
         assert past_end == original[kept : len(received)], "bytes not from the file"
+
+
+QUEUED_FILE_SIZE = 256 * 1024
+"""A file above the small-file cache (so it is sent from the file) that the kernel's buffers on
+the loopback take whole while the client reads nothing."""
+
+TCP_ESTABLISHED = 1
+"""The state column of ``/proc/net/tcp`` for an open connection (include/net/tcp_states.h)."""
+
+
+def _server_end_state(client: socket.socket) -> int | None:
+    """The TCP state of the server's end of ``client``'s connection (``/proc/net/tcp``)."""
+    client_port, server_port = client.getsockname()[1], client.getpeername()[1]
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for row in table:
+            fields = row.split()
+            local, remote = int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)
+            if (local, remote) == (server_port, client_port):
+                return int(fields[3], 16)
+    return None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads /proc/net/tcp")
+def test_truncated_after_the_whole_body_was_queued(file_server: RunningServer) -> None:
+    """Truncated once the server's last send has returned (its end of the connection is closed,
+    the body waiting in the kernel): nothing is left for the server to notice, so the body
+    arrives at its full length and the connection ends normally. With pread the kernel holds
+    copies: the body is the file as it was. With sendfile it holds page-cache pages, which the
+    truncation may change: only the length is promised (README, Reliability)."""
+    path = file_server.root / "queued.bin"
+    original = os.urandom(QUEUED_FILE_SIZE)
+    path.write_bytes(original)
+    with socket.create_connection(file_server.address, timeout=CLIENT_TIMEOUT) as sock:
+        sock.sendall(b"GET /queued.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        wait_until(lambda: _server_end_state(sock) not in (TCP_ESTABLISHED, None),
+                   "the server to have queued the whole body and closed its end")
+        os.truncate(path, 0)
+        length, received = _read_head_and_some(sock, 0)
+        how = _read_rest(sock, received, length + 1)
+    assert (length, len(received), how) == (QUEUED_FILE_SIZE, QUEUED_FILE_SIZE, "eof")
+    if not file_server.server.config.use_sendfile:
+        assert received == original
 
 
 def test_replaced_while_sent_sends_the_whole_old_file(file_server: RunningServer) -> None:
