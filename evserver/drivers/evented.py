@@ -68,6 +68,7 @@ from evserver.drivers.policy import (
     LINGER_SECONDS,
     RECV_SIZE,
     SEND,
+    input_waiting,
     shut_down_writing,
 )
 from evserver.event.reactor import Reactor
@@ -286,7 +287,9 @@ class Connection:
             if protocol.should_close:
                 self._close_gracefully()
                 return
-            if self.draining and not receiving:
+            if self.draining and not receiving and not input_waiting(transport.sock):
+                # (A request that arrived unread, in the round the drain began, is read and
+                # answered first: closing over it would reset the connection.)
                 self._finish()
                 return
         mask = EVENT_WRITE if pending else 0

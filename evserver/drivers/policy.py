@@ -39,6 +39,15 @@ SEND = "send"
 """While output is queued: no progress for that long drops the client."""
 
 
+def input_waiting(sock: socket.socket) -> bool:
+    """Bytes have arrived that nobody has read: closing now would make the kernel send a reset
+    (see above). Peeks at the kernel's buffer, under TLS too (its records are bytes there)."""
+    try:
+        return bool(socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:  # nothing there (EAGAIN), or the peer is gone
+        return False
+
+
 def shut_down_writing(sock: socket.socket) -> bool:
     """Begin a lingering close: ``shutdown(SHUT_WR)``. False when the peer is already gone."""
     try:

@@ -27,7 +27,9 @@ accepting (with ``take_queue_on_retire``, after accepting what waits in the list
 queue), give every conversation a handler whose responses say ``Connection: close``, and after
 ``RETIRE_GRACE_SECONDS`` drain as above; the loop may end sooner, when the last connection has
 closed. A connection busy with requests is told by its next response to go elsewhere, instead
-of being closed while a request may be on its way to it.
+of being closed while a request may be on its way to it. One whose request has already
+arrived, unread, when the grace ends (the same loop round) is answered first: closing over
+unread bytes makes the kernel reset the connection, and the client would lose the response.
 
 Freshness checks in rounds: a cached small file is re-verified with ``os.stat`` once per
 loop iteration, not once per request: the server advances the static handler's ``check_round``

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -457,3 +459,32 @@ def test_curl_fetches_a_file_and_a_range(start_process: StartProcess, docroot: P
                           check=True, timeout=CLIENT_TIMEOUT)
     assert part.stdout == data[100:200]
     assert os.path.getsize(docroot / "medium.bin") == len(data)
+
+
+def test_a_request_unread_when_the_hand_over_grace_ends_is_answered_not_reset(
+        start_server: Callable[..., RunningServer]) -> None:
+    """A connection accepted just before the server hands over, whose request has arrived but
+    was not read yet when the grace ends (same loop round): closing it then would reset it (the
+    kernel sends RST over unread bytes). It is read and answered, with ``Connection: close``."""
+    handle = start_server()
+    server = evented(handle)
+    with socket.create_connection(handle.address, timeout=10) as client:
+        wait_until(lambda: len(server.connections) == 1, "the connection accepted")
+        (connection,) = server.connections
+        arrived = threading.Event()
+
+        def end_grace_with_the_request_unread() -> None:
+            # In the loop's thread, so the loop cannot read the request meanwhile.
+            select.select([connection.fd], [], [], 10)
+            arrived.set()
+            server._on_retire_request()
+            server._end_grace()
+
+        server.reactor.call_soon_threadsafe(end_grace_with_the_request_unread)
+        client.sendall(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert arrived.wait(10)
+        response = b""
+        while chunk := client.recv(65536):  # a reset raises ConnectionResetError here
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nConnection: close\r\n" in response
