@@ -513,16 +513,17 @@ def _locust(server: servers.RunningServer, args: argparse.Namespace, rundir: str
 
 
 def _locust_counts(rundir: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
+    """Locust's totals from its ``--csv`` statistics (``<prefix>_stats.csv``, row Aggregated)."""
+    path = os.path.join(rundir, "locust_stats.csv")
     try:
-        with open(os.path.join(rundir, "locust_stats.csv"), newline="") as stats:
+        with open(path, newline="") as stats:
             for row in csv.DictReader(stats):
                 if row["Name"] == "Aggregated":
-                    found["requests"] = int(row["Request Count"])
-                    found["failures"] = int(row["Failure Count"])
-    except (OSError, KeyError, ValueError):
-        found["error"] = "Locust wrote no statistics (see locust.log)"
-    return found
+                    return {"requests": int(row["Request Count"]),
+                            "failures": int(row["Failure Count"])}
+    except (OSError, KeyError, ValueError) as error:
+        return {"error": f"Locust's statistics could not be read ({error}; see locust.log)"}
+    return {"error": f"Locust's statistics have no Aggregated row ({path}; see locust.log)"}
 
 
 def _holdconns(server: servers.RunningServer, count: int,
@@ -644,8 +645,11 @@ def main(argv: list[str] | None = None) -> int:
     if spec.kind != "evserver":
         print(f"soak: error: the soak runs evserver, not {spec.kind}", file=sys.stderr)
         return 2
-    rundir = args.out or tempfile.mkdtemp(prefix="evserver-soak-")
+    # Absolute: Locust runs in the run folder, and a relative ``--csv`` prefix would put its
+    # statistics one folder deeper than where they are read.
+    rundir = os.path.abspath(args.out or tempfile.mkdtemp(prefix="evserver-soak-"))
     os.makedirs(rundir, exist_ok=True)
+    spec = servers.label_specs([spec])[0]  # the server's log is named after its label
     record = soak(args, spec, rundir)
     reasons = verdict(record)
     record["verdict"] = "FAIL" if reasons else "PASS"

@@ -72,9 +72,11 @@ def test_bad_arguments_exit_2(args: list[str]) -> None:
 
 def test_a_short_soak_of_the_evented_server_passes(tmp_path: Path) -> None:
     out = tmp_path / "soak"
+    # A relative --out, as one types it by hand: every file must still land in it.
     result = subprocess.run([sys.executable, SOAK, "--duration", str(CI_SOAK_SECONDS),
-                             "--out", str(out), "--idle", "100", "--users", "5"],
-                            capture_output=True, text=True, timeout=CI_SOAK_SECONDS + 120)
+                             "--out", "soak", "--idle", "100", "--users", "5"],
+                            capture_output=True, text=True, timeout=CI_SOAK_SECONDS + 120,
+                            cwd=tmp_path)
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
     record = json.loads((out / "soak.json").read_text())
@@ -83,6 +85,8 @@ def test_a_short_soak_of_the_evented_server_passes(tmp_path: Path) -> None:
     assert all("stats" in entry for entry in record["samples"])
     counts = record["clients"]["counts"]
     assert counts["checker ok"] > 0 and counts["slow ok"] > 0 and counts["resets"] > 0
+    assert record["locust"]["requests"] > 0, record["locust"]  # CI installs Locust
+    assert (out / "server-evented.log").is_file()
 
 
 def test_a_mix_fails_the_verdict() -> None:
