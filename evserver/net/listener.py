@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import errno
 import socket
-import sys
+from sys import intern
 
 ACCEPT_BATCH = 64
 """Connections accepted per readiness event: enough to empty a burst, bounded so a flood of new
@@ -129,5 +129,5 @@ def peer_name(address: object) -> str:
         host = str(address[0])
         if host.startswith(IPV4_MAPPED_PREFIX):
             host = host[len(IPV4_MAPPED_PREFIX):]
-        return sys.intern(host)
+        return intern(host)
     return str(address) or "-"
