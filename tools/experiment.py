@@ -766,7 +766,8 @@ def compare_plan(args: argparse.Namespace) -> Plan:
     if absent:
         raise PlanError(f"--files {','.join(absent)}: not in the {'quick' if quick else 'full'} "
                         f"tree (it has {', '.join(profile.bench_names)})")
-    connections = args.connections or ([1, 64] if quick else [1, 16, 64, 256, 1024])
+    connections = args.connections if args.connections is not None else (
+        [1, 64] if quick else [1, 16, 64, 256, 1024])
     cases = [Case(f"{f} {NEW_CONNECTION_PER_REQUEST[close]} c{c}", "wrk", f, c, close)
              for close in ([False, True] if args.close else [False])
              for f in files for c in connections]
@@ -997,7 +998,8 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("--peers", default="", metavar="LIST",
                          help="other servers to compare with: http.server,nginx")
     compare.add_argument("--connections", type=_count_list,
-                         help="wrk -c levels (1,16,64,256,1024; quick 1,64)")
+                         help="wrk -c levels, '' for none: only the idle cases and Locust "
+                              "(1,16,64,256,1024; quick 1,64)")
     compare.add_argument("--files", type=_file_list,
                          help="bench files: 1k,4k,64k,1m,16m (1k,64k; quick 1k)")
     compare.add_argument("--close", action="store_true",

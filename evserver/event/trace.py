@@ -39,8 +39,12 @@ STANDARD_ERROR = "-"
 
 
 def callback_name(callback: Callable[..., Any]) -> str:
-    """``Class.method`` for a bound method, the qualified name for a function, else its repr."""
-    return getattr(callback, "__qualname__", None) or repr(callback)
+    """``Class.method`` for a bound method, the qualified name for a function, the name of its
+    class's ``__call__`` for an object called as its own callback, else its repr."""
+    name = getattr(callback, "__qualname__", None)
+    if name is None:  # an object called as its own callback: name its class's __call__
+        name = getattr(type(callback).__call__, "__qualname__", None)
+    return str(name) if name else repr(callback)
 
 
 class LoopTracer:

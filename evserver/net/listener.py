@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from sys import intern
 
 ACCEPT_BATCH = 64
 """Connections accepted per readiness event: enough to empty a burst, bounded so a flood of new
@@ -118,8 +119,15 @@ def configure_client_socket(sock: socket.socket, nodelay: bool = True) -> None:
 
 
 def peer_name(address: object) -> str:
-    """The peer's host for logs: ``127.0.0.1`` rather than ``::ffff:127.0.0.1``."""
+    """The peer's host for logs: ``127.0.0.1`` rather than ``::ffff:127.0.0.1``.
+
+    Interned: every connection keeps its peer's name, and the connections of one host then
+    share one string instead of a copy each (saves 64 bytes per idle connection but the
+    first from a host). Interned strings are dropped when nothing uses them any more.
+    """
     if isinstance(address, tuple) and address:
         host = str(address[0])
-        return host[len(IPV4_MAPPED_PREFIX):] if host.startswith(IPV4_MAPPED_PREFIX) else host
+        if host.startswith(IPV4_MAPPED_PREFIX):
+            host = host[len(IPV4_MAPPED_PREFIX):]
+        return intern(host)
     return str(address) or "-"

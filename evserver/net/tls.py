@@ -503,6 +503,7 @@ class TLSTransport(Transport):
                  stats: Stats | None = None) -> None:
         super().__init__(sock, use_sendfile=False, stats=stats)  # until kTLS is known
         self._more = 0  # no MSG_MORE: OpenSSL does the writing
+        self._queue = []  # made at once: this transport's writes append to it without a test
         self._sendfile_wanted = use_sendfile
         self._read: Callable[[int], bytes] = sock.read
         self.write_waits_for_read = False

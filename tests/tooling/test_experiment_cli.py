@@ -145,6 +145,15 @@ def test_missing_wrk_keeps_the_idle_cases(monkeypatch: pytest.MonkeyPatch,
                 "", "--docroot", str(tmp_path / "tree"))
 
 
+def test_no_connection_levels_leave_only_the_idle_cases(tmp_path: Path) -> None:
+    plan = plan_of("compare", "--quick", "--server", "evented", "--connections", "",
+                   "--hold", "300", "--locust-time", "0", "--docroot", str(tmp_path / "tree"))
+    assert [(case.kind, case.connections) for case in plan.cases] == [("idle", 300)]
+    default = plan_of("compare", "--quick", "--server", "evented", "--locust-time", "0",
+                      "--docroot", str(tmp_path / "tree"))
+    assert [case.connections for case in default.cases if case.kind == "wrk"] == [1, 64]
+
+
 def test_models_and_servers_combine_and_have_help() -> None:
     args = experiment.parser().parse_args(["compare", "--models", "evented,threaded",
                                            "--server", "evented --selector select"])

@@ -94,10 +94,14 @@ class Life:
         return self.step(lambda: self.conn._on_event(EVENT_WRITE))
 
     def later(self, seconds: float) -> str:
-        """The clock moves on and the connection's timer fires."""
+        """The clock moves on and the connection's timer fires (the callback it armed: the
+        connection itself, standing for ``_on_timer``)."""
         self.now += seconds
         self.reactor.now = self.now
-        return self.step(self.conn._on_timer)
+        timer = self.conn._timer
+        assert timer is not None and not timer.cancelled
+        assert timer.callback is self.conn
+        return self.step(timer.callback)
 
     def drain(self) -> int:
         """The client reads whatever has arrived (at least one byte)."""

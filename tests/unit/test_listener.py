@@ -71,3 +71,10 @@ def test_constants() -> None:
     assert {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM} == RESOURCE_ERRNOS
     assert peer_name(("::1", 80, 0, 0)) == "::1"
     assert peer_name(("::ffff:10.0.0.1", 80, 0, 0)) == "10.0.0.1"
+
+
+def test_connections_from_one_host_share_its_name() -> None:
+    # Memory: each connection keeps its peer's name; equal names are one string.
+    first = peer_name(("".join(["10.1.2.", "3"]), 80))
+    second = peer_name(("::ffff:" + "".join(["10.1.2.", "3"]), 81, 0, 0))
+    assert first == second == "10.1.2.3" and first is second

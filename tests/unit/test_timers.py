@@ -60,3 +60,23 @@ def test_many_cancellations_compact_the_heap() -> None:
     assert len(queue._heap) < COMPACT_MIN_SIZE  # rebuilt, not left to grow
     assert len(queue) == 1
     assert queue.pop_due(2000.0) == [keep]
+
+
+class Uncomparable:
+    """A callback that cannot be ordered: ties must never reach it."""
+
+    def __call__(self) -> None:
+        pass
+
+
+def test_ties_never_compare_callbacks_and_fields_outlive_cancel_and_pop() -> None:
+    queue = TimerQueue()
+    first, second = Uncomparable(), Uncomparable()
+    run = queue.add(1.0, first)
+    dropped = queue.add(1.0, second)
+    dropped.cancel()
+    assert (dropped.when, dropped.callback, dropped.cancelled) == (1.0, second, True)
+    assert queue.pop_due(1.0) == [run]
+    assert (run.when, run.callback, run.cancelled) == (1.0, first, False)
+    run.cancel()  # after it left the heap: marked, not counted
+    assert run.cancelled and len(queue) == 0 and "cancelled" in repr(run)

@@ -149,6 +149,14 @@ def test_callback_names() -> None:
     assert callback_name(test_callback_names) == "test_callback_names"
     assert callback_name(print) == "print"
 
+    class Driver:  # an object that is its own timer callback (the evented Connection)
+        def on_timer(self) -> None:
+            pass
+
+        __call__ = on_timer
+
+    assert callback_name(Driver()) == "test_callback_names.<locals>.Driver.on_timer"
+
 
 def test_a_trace_file_is_appended_and_closed(tmp_path: Path) -> None:
     path = tmp_path / "trace.txt"

@@ -123,6 +123,24 @@ def test_pipelined_responses_coalesce(pair: tuple[CountingSocket, socket.socket]
     assert read_exactly(client, 23) == b"head1 body1 head2 body2"
 
 
+def test_the_queue_is_made_only_when_something_waits(
+        tmp_path: Path, pair: tuple[CountingSocket, socket.socket]) -> None:
+    # Memory: writes that leave whole make no queue list; the first that cannot (here a file
+    # region) makes it, and everything still goes out in order.
+    server, client = pair
+    transport = Transport(server)
+    transport.write([b"one "])
+    transport.write([b"two ", b"2" * 100])
+    assert transport._queue is None and transport.pending_bytes == 0
+    path = tmp_path / "file"
+    path.write_bytes(b"F" * 5000)
+    transport.write([b"three ", region_of(path), b" four"])
+    assert transport._queue is not None
+    transport.write([b" five"])
+    expected = b"one two " + b"2" * 100 + b"three " + b"F" * 5000 + b" four five"
+    assert pump(transport, client, len(expected)) == expected
+
+
 def test_partial_sends_keep_order_and_count_pending() -> None:
     server, client = tcp_pair(TINY_BUFFER)
     with server, client:
