@@ -361,6 +361,31 @@ def test_a_sidecar_is_checked_like_a_file_once_per_round(
     assert statted == ["app.js", "app.js.gz"]
 
 
+def test_a_large_files_freshness_for_its_sidecar_is_checked_once_per_round(
+    handler: StaticHandler, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large file is not opened when its (small) sidecar is sent: its own stat, which tells
+    whether the sidecar went stale, is shared by the round; a change is seen the next round."""
+    small_gzip = b"stands for a small gzip of the large file"
+    write(root / "large.txt", BIG_TEXT)
+    write(root / "large.txt.gz", small_gzip, like=root / "large.txt")
+    handler.share_checks_per_round()
+    assert get(handler, "/large.txt", accept_encoding="gzip")[2] == small_gzip
+    statted = count_stats(monkeypatch)
+    handler.next_check_round()
+    for _ in range(3):
+        assert get(handler, "/large.txt", accept_encoding="gzip")[2] == small_gzip
+    assert statted == ["large.txt", "large.txt.gz"]
+    new_text = BIG_TEXT.replace(b"line", b"LINE")
+    (root / "large.txt").write_bytes(new_text)
+    later = time.time_ns() + 5_000_000_000
+    os.utime(root / "large.txt", ns=(later, later))
+    assert get(handler, "/large.txt", accept_encoding="gzip")[2] == small_gzip  # same round
+    handler.next_check_round()
+    status, fields, body = get(handler, "/large.txt", accept_encoding="gzip")
+    assert status == 200 and body == new_text and "content-encoding" not in fields
+
+
 def test_the_shared_answers_are_reused(handler: StaticHandler) -> None:
     for accept in ("gzip", "br"):
         first = handler(request("/app.js", accept_encoding=accept))
