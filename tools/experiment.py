@@ -812,6 +812,7 @@ def bench_plan(args: argparse.Namespace) -> Plan:
         Case("1k access log c64", "wrk", "1k", 64, only=("evented", BENCH_ACCESS_LOG_LABEL)),
         Case("1k new conn c64", "wrk", "1k", 64, close=True),
         Case("64k keep-alive c64", "wrk", "64k", 64),
+        Case("1k keep-alive c1", "wrk", "1k", 1),
         Case(f"{big} keep-alive c8", "wrk", big, 8),
         Case(f"idle {idle_count}", "idle", "1k", idle_count),
     ]

@@ -14,7 +14,7 @@ import csv
 import json
 import os
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 GIB = 1024**3
@@ -323,8 +323,9 @@ def targets_table(rows: Sequence[dict[str, Any]], idle_rows: Sequence[dict[str, 
                   verdicts: bool = True) -> str:
     """The performance targets: each evserver model's ratio to nginx, with a verdict unless
     ``verdicts`` is false (a quick run is too short to judge anything)."""
-    keep1k, close1k = _case_named(rows, "1k keep-alive"), _case_named(rows, "1k new conn")
+    keep1k, close1k = _case_named(rows, "1k keep-alive c64"), _case_named(rows, "1k new conn")
     keep64k, logged = _case_named(rows, "64k keep-alive c64"), _case_named(rows, "1k access log")
+    one = _case_named(rows, "1k keep-alive c1")
     big = _case_named(rows, "16m") or _case_named(rows, "1m keep-alive c8")
 
     def judged(case: str | None, model: str, baseline: str, metric: str, limit: float,
@@ -332,22 +333,29 @@ def targets_table(rows: Sequence[dict[str, Any]], idle_rows: Sequence[dict[str, 
         value = ratio(rows, case or "", model, baseline, metric)
         return _verdict(value, limit, at_least, verdicts)
 
+    def only(model: str, wanted: str, verdict: Callable[[], str]) -> str:
+        return verdict() if model == wanted else "-"
+
     targets: list[tuple[str, Any]] = [
-        ("1k keep-alive c64: req/s >= 0.80x nginx",
-         lambda m: judged(keep1k, m, "nginx", "rps", 0.80, True)),
-        ("1k new conn c64: req/s >= 0.80x nginx",
-         lambda m: judged(close1k, m, "nginx", "rps", 0.80, True)),
-        ("64k keep-alive c64: req/s >= 0.90x nginx",
-         lambda m: judged(keep64k, m, "nginx", "rps", 0.90, True)),
+        ("1k keep-alive c64: req/s >= 1.00x nginx (evented)",
+         lambda m: only(m, "evented", lambda: judged(keep1k, m, "nginx", "rps", 1.0, True))),
+        ("1k keep-alive c64: req/s >= 0.55x nginx (threaded)",
+         lambda m: only(m, "threaded", lambda: judged(keep1k, m, "nginx", "rps", 0.55, True))),
+        ("1k new conn c64: req/s >= 0.90x nginx",
+         lambda m: judged(close1k, m, "nginx", "rps", 0.90, True)),
+        ("64k keep-alive c64: req/s >= 1.00x nginx",
+         lambda m: judged(keep64k, m, "nginx", "rps", 1.0, True)),
+        ("1k keep-alive c1: req/s >= 1.00x nginx",
+         lambda m: judged(one, m, "nginx", "rps", 1.0, True)),
         (f"{(big or '?').split()[0]} keep-alive c8: throughput >= 0.95x nginx",
          lambda m: judged(big, m, "nginx", "transfer_mib_s", 0.95, True)),
         (f"{(big or '?').split()[0]} keep-alive c8: CPU s/GiB <= 1.5x nginx",
          lambda m: judged(big, m, "nginx", "cpu_s_per_gib", 1.5, False)),
         ("1k keep-alive c64: p99 <= 2x nginx",
          lambda m: judged(keep1k, m, "nginx", "p99_ms", 2.0, False)),
-        ("access log on vs -q: >= 0.85 (evented only)",
-         lambda m: judged(logged, "evented+log", "evented", "rps", 0.85, True)
-         if m == "evented" else "-"),
+        ("access log on vs -q: >= 0.95 (evented only)",
+         lambda m: only(m, "evented",
+                        lambda: judged(logged, "evented+log", "evented", "rps", 0.95, True))),
     ]
     idle = {row["server"]: row for row in idle_rows}
     wanted = next((row["connections"] for row in idle_rows), None)
@@ -360,9 +368,9 @@ def targets_table(rows: Sequence[dict[str, Any]], idle_rows: Sequence[dict[str, 
 
     targets += [
         (f"idle {wanted}: all held", all_held),
-        ("idle: RSS growth <= 2 KiB per connection",
-         lambda m: "-" if m not in idle else
-         _verdict(idle[m]["rss_growth_kib_per_conn"], 2.0, False, verdicts)),
+        ("idle: RSS growth <= 1 KiB per connection (evented)",
+         lambda m: "-" if m != "evented" or m not in idle else
+         _verdict(idle[m]["rss_growth_kib_per_conn"], 1.0, False, verdicts)),
         ("idle: new client answered within 10 ms (median; max in idle table)",
          lambda m: "-" if m not in idle else
          _verdict(idle[m]["probe_ms_median"], 10.0, False, verdicts)),
