@@ -75,12 +75,18 @@ def unsent_bytes(error: BaseException) -> int | None:
     return unsent if isinstance(unsent, int) else None
 
 
-def _note_unsent(error: OSError, items: list[Item], sent: int) -> None:
+def note_unsent(error: OSError, items: list[Item], sent: int) -> None:
     """Mark ``error`` with what was not sent of ``items``, of which ``sent`` bytes (whole items)
-    and what the failing region got through went out."""
+    and what the failing region or run got through (:func:`note_part_sent`) went out."""
     total = sum(item.count if isinstance(item, FileRegion) else len(item) for item in items)
     sent += getattr(error, _PART_SENT, 0)
     setattr(error, _UNSENT, max(0, total - sent))
+
+
+def note_part_sent(error: OSError, count: int) -> None:
+    """Mark ``error`` with the ``count`` bytes of a region or run that went out before it (a
+    sender of its own, such as TLS's, tells :func:`note_unsent` this way)."""
+    setattr(error, _PART_SENT, count + getattr(error, _PART_SENT, 0))
 
 
 def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True) -> int:
@@ -106,7 +112,7 @@ def send_items(sock: socket.socket, items: list[Item], use_sendfile: bool = True
         if pending:
             send_run(sock, pending)
     except OSError as error:
-        _note_unsent(error, items, sent)
+        note_unsent(error, items, sent)
         raise
     finally:
         release_all(items)
@@ -128,7 +134,7 @@ def send_each(sock: socket.socket, items: list[Item], use_sendfile: bool = True)
                 send_bytes(sock, item)
                 sent += len(item)
     except OSError as error:
-        _note_unsent(error, items, sent)
+        note_unsent(error, items, sent)
         raise
     finally:
         release_all(items)

@@ -75,7 +75,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from evserver.bodies import FileRegion, Item, release_all
-from evserver.net.blocking import TIMEVAL, FileShrankError, send_region
+from evserver.net.blocking import (
+    TIMEVAL,
+    FileShrankError,
+    note_part_sent,
+    note_unsent,
+    send_region,
+)
 from evserver.net.listener import peer_name
 from evserver.net.transport import QUIET_ERRNOS, Transport, _RegionCursor
 from evserver.stats import Stats
@@ -652,21 +658,27 @@ def send_tls(sock: socket.socket, items: list[Item], use_sendfile: bool = True) 
     tls = cast(TLSSocket, sock)
     via_sendfile = 0
     run: list[bytes] = []
+    sent = 0  # plaintext bytes of the items wholly written: the access log's count on failure
     try:
         tls.use_send_timeout()
         for item in items:
             if type(item) is FileRegion:
                 if run:
-                    _write_run(tls, run)
+                    sent += _write_run(tls, run)
                     run = []
                 if use_sendfile and tls.kernel_sends:
                     via_sendfile += send_region(tls, item)
                 else:
                     _write_region(tls, item)
+                sent += item.count
             else:
                 run.append(item)  # type: ignore[arg-type]  # not a FileRegion: bytes
         if run:
             _write_run(tls, run)
+    except OSError as error:
+        tls.broken = True
+        note_unsent(error, items, sent)
+        raise
     except BaseException:
         tls.broken = True
         raise
@@ -675,21 +687,35 @@ def send_tls(sock: socket.socket, items: list[Item], use_sendfile: bool = True) 
     return via_sendfile
 
 
-def _write_run(sock: TLSSocket, run: list[bytes]) -> None:
+def _write_run(sock: TLSSocket, run: list[bytes]) -> int:
+    """Write consecutive byte strings in records; return their length. On failure the
+    exception tells how much of them was written (:func:`note_part_sent`)."""
     if len(run) > 1 and sum(map(len, run)) <= TLS_RECORD_SIZE:
         run = [b"".join(run)]
-    for data in run:
-        view = memoryview(data)
-        for start in range(0, len(view), TLS_RECORD_SIZE):
-            sock.write(view[start:start + TLS_RECORD_SIZE])
+    written = 0
+    try:
+        for data in run:
+            view = memoryview(data)
+            for start in range(0, len(view), TLS_RECORD_SIZE):
+                written += sock.write(view[start:start + TLS_RECORD_SIZE])
+    except OSError as error:
+        note_part_sent(error, written)
+        raise
+    return written
 
 
 def _write_region(sock: TLSSocket, region: FileRegion) -> None:
+    """Read ``region`` in records and write them; on failure the exception tells how much of
+    it was written (:func:`note_part_sent`)."""
     offset, end = region.offset, region.offset + region.count
-    while offset < end:
-        chunk = os.pread(region.fd, min(end - offset, TLS_RECORD_SIZE), offset)
-        if not chunk:
-            raise FileShrankError(f"fd {region.fd} ended at offset {offset}, "
-                                  f"{end - offset} bytes short of its region")
-        sock.write(chunk)
-        offset += len(chunk)
+    try:
+        while offset < end:
+            chunk = os.pread(region.fd, min(end - offset, TLS_RECORD_SIZE), offset)
+            if not chunk:
+                raise FileShrankError(f"fd {region.fd} ended at offset {offset}, "
+                                      f"{end - offset} bytes short of its region")
+            sock.write(chunk)
+            offset += len(chunk)
+    except OSError as error:
+        note_part_sent(error, offset - region.offset)
+        raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,8 +21,10 @@ import pytest
 
 from evserver.bodies import Response
 from evserver.config import MODELS
+from evserver.net.tls import server_context
 from tests.support.processes import ServerProcess
 from tests.support.servers import RunningServer
+from tests.support.tls import Certificate, client_context
 from tests.support.trees import make_big_file
 from tests.support.waiting import wait_until
 
@@ -110,10 +113,14 @@ def test_a_second_ctrl_c_still_writes_the_buffered_lines(start_process: StartPro
     assert missing == [], "".join(server.stderr_lines)
 
 
-def cut_download(running: RunningServer, target: str) -> int:
-    """Ask for ``target``, read a quarter MiB of it, then reset: the body bytes read."""
-    with socket.create_connection(running.address) as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+def cut_download(running: RunningServer, target: str,
+                 tls: ssl.SSLContext | None = None) -> int:
+    """Ask for ``target`` (over TLS with ``tls``), read a quarter MiB of it, then reset: the
+    body bytes read."""
+    raw = socket.create_connection(running.address)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    client = raw if tls is None else tls.wrap_socket(raw, server_hostname="localhost")
+    with client:
         client.sendall(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
         received = b""
         while len(received) < 256 * 1024:
@@ -159,5 +166,22 @@ def test_a_body_from_memory_cut_short_logs_the_bytes_that_left(
     running = start_server(model=model, access_log=str(path), quiet=False)
     running.server.handler = lambda request: Response(200, fields, (body,), len(body))
     got = cut_download(running, "/memory")
+    sent = logged_bytes(running, path, "/memory")
+    assert got <= sent < len(body)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_body_cut_short_over_tls_logs_the_bytes_that_left(
+        start_server: Callable[..., RunningServer], tmp_path: Path, model: str,
+        certificate: Certificate) -> None:
+    # The blocking models write TLS records themselves: their count must reach the log too.
+    body = bytes(16 * 1024 * 1024)
+    fields = f"Content-Length: {len(body)}\r\n".encode()
+    path = tmp_path / "access.log"
+    running = start_server(model=model, access_log=str(path), quiet=False,
+                           tls_context=server_context(str(certificate.cert),
+                                                      str(certificate.key)))
+    running.server.handler = lambda request: Response(200, fields, (body,), len(body))
+    got = cut_download(running, "/memory", tls=client_context(certificate))
     sent = logged_bytes(running, path, "/memory")
     assert got <= sent < len(body)
