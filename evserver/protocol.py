@@ -168,8 +168,8 @@ _heads = _HeadCache()
 class ServerProtocol:
     """The conversation on one connection. Create one per accepted connection."""
 
-    __slots__ = ("_access_log", "_handler", "_join_limit", "_parser", "_peer", "_request",
-                 "_stats", "held_lines", "linger", "paused", "should_close")
+    __slots__ = ("_access_log", "_handler", "_join_limit", "_parser", "_request", "_stats",
+                 "held_lines", "linger", "paused", "peer", "should_close")
 
     def __init__(
         self,
@@ -185,7 +185,8 @@ class ServerProtocol:
         self._join_limit = NEVER_JOIN if split_writes else JOIN_LIMIT
         """The largest body joined to its head (``split_writes``: none, a teaching switch)."""
         self._parser = RequestParser(limits)
-        self._peer = peer
+        self.peer = peer
+        """The client's address, for the access log (and the driver's ``repr``)."""
         self._access_log = access_log
         self._stats = stats
         self._request: Request | None = None
@@ -207,7 +208,7 @@ class ServerProtocol:
 
     def __repr__(self) -> str:
         state = "closing" if self.should_close else "paused" if self.paused else "open"
-        return f"<ServerProtocol {self._peer} {state} buffered={self._parser.buffered}>"
+        return f"<ServerProtocol {self.peer} {state} buffered={self._parser.buffered}>"
 
     # -- what the driver asks --------------------------------------------------------------
 
@@ -270,7 +271,7 @@ class ServerProtocol:
             unsent -= wire_body + head_length
         for (timestamp, request, status, body_length, _, _), missing in zip(held, body_unsent,
                                                                             strict=True):
-            access_log(self._peer, timestamp, request, status, body_length - missing)
+            access_log(self.peer, timestamp, request, status, body_length - missing)
 
     def timed_out(self) -> list[Item]:
         """The driver's header timeout fired mid-request: a 408 that closes the connection.
@@ -381,7 +382,7 @@ class ServerProtocol:
         if access_log is not None:
             held = self.held_lines
             if held is None:
-                access_log(self._peer, time.time(), request, response.status,
+                access_log(self.peer, time.time(), request, response.status,
                            response.body_length)
             else:
                 wire_body = response.body_length if body and request.method != "HEAD" else 0
@@ -401,7 +402,7 @@ class ServerProtocol:
             self.held_lines.append((time.time(), self._request, status, len(page), len(page),
                                     len(head)))
         elif self._access_log is not None:
-            self._access_log(self._peer, time.time(), self._request, status, len(page))
+            self._access_log(self.peer, time.time(), self._request, status, len(page))
         if self._join_limit == NEVER_JOIN:
             return [head, page]
         return [head + page]

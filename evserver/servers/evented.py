@@ -57,7 +57,7 @@ from typing import Any
 
 from evserver.accesslog import FLUSH_LINES, LOG_FLUSH_SECONDS
 from evserver.config import ServerConfig
-from evserver.drivers.evented import Connection, TLSConnection
+from evserver.drivers.evented import Connection, ConnectionContext, TLSConnection
 from evserver.event.reactor import Reactor
 from evserver.event.timers import Timer
 from evserver.event.trace import LoopTracer
@@ -93,8 +93,9 @@ class EventedServer(BaseServer):
         """The open connections, a dict used as an ordered set: from about 5,000 to 20,000
         connections a set's table takes 50 to 100 bytes per connection, a dict's 30 (saves
         about 20 bytes per idle connection at 10,000)."""
-        self._on_connection_closed = self._connection_closed
-        """One bound method for every connection (made per connection, it was 64 bytes each)."""
+        self._connection_context = ConnectionContext(config, self.stats, self._connection_closed)
+        """Shared by every connection (its callback, a bound method made per connection, was
+        64 bytes each)."""
         self._watching_listener = False
         self._accept_paused = False  # by a resource error; a timer resumes
         self._shutdown_level = 0  # 0 serving, 1 draining, 2 forced
@@ -299,9 +300,8 @@ class EventedServer(BaseServer):
             sock.close()
             return
         try:
-            connection = self._connection_class(
-                self.reactor, sock, self.new_protocol(peer), config=self.config, peer=peer,
-                stats=self.stats, on_closed=self._on_connection_closed)
+            connection = self._connection_class(self.reactor, sock, self.new_protocol(peer),
+                                                self._connection_context)
         except MemoryError:  # that one connection is closed; the loop goes on
             self.reactor.unregister(sock)  # if it got that far: its number will be reused
             sock.close()
