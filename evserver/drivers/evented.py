@@ -140,26 +140,28 @@ LIFE_MOVES: Final[tuple[tuple[str, str, str], ...]] = (
 
 
 class ConnectionContext:
-    """What every connection of one server shares: its settings, its statistics, and what to
-    call when a connection has closed. One object per server, one slot per connection: three
-    slots of their own were 16 bytes per idle connection (the object's size rounded)."""
+    """What every connection of one server shares: its settings, its statistics, what to call
+    when a connection has closed, and whether the server is draining. One object per server,
+    one slot per connection: four slots of their own were 32 bytes per idle connection (with
+    the object's size rounded)."""
 
-    __slots__ = ("config", "on_closed", "stats")
+    __slots__ = ("config", "draining", "on_closed", "stats")
 
     def __init__(self, config: ServerConfig, stats: Stats | None = None,
                  on_closed: Callable[[Connection], None] | None = None) -> None:
         self.config = config
         self.stats = stats
         self.on_closed = on_closed
+        self.draining = False
+        """The server is shutting down: close as soon as no request is in progress."""
 
 
 class Connection:
     """The evented driver of one connection. Created by the server after accept()."""
 
     __slots__ = ("_context", "_deadline", "_idle_timeout", "_kind", "_last_progress",
-                 "_lingered", "_lingering", "_mask", "_peer_eof", "_reactor", "_receiving",
-                 "_request_started", "_timer", "_timer_when", "closed", "draining", "protocol",
-                 "transport")
+                 "_lingered", "_mask", "_peer_eof", "_reactor", "_receiving", "_request_started",
+                 "_timer", "_timer_when", "closed", "protocol", "transport")
 
     def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol,
                  context: ConnectionContext) -> None:
@@ -170,11 +172,8 @@ class Connection:
         self.protocol = protocol
         self._context = context
         self.closed = False
-        self.draining = False
-        """The server is shutting down: close as soon as no request is in progress."""
-        self._lingering = False
-        self._lingered = 0
-        """Bytes read and discarded while lingering."""
+        self._lingered: int | None = None
+        """Bytes read and discarded while lingering; None: not lingering."""
         self._peer_eof = False
         self._receiving = False
         """``protocol.mid_request`` as of the last ``_update()`` (the protocol only changes
@@ -217,7 +216,7 @@ class Connection:
         """Where the connection is in its life: a key of ``LIFE_STATES`` (for logs and tests)."""
         if self.closed:
             return "closed"
-        if self._lingering:
+        if self._lingered is not None:
             return "lingering"
         if self.transport.pending_bytes:
             return "sending" if self._mask & EVENT_READ else "paused"
@@ -255,9 +254,10 @@ class Connection:
         data = transport.recv(RECV_SIZE)
         if data is None:
             return
-        if self._lingering:
-            self._lingered += len(data)
-            if not data or self._lingered >= LINGER_MAX_BYTES:
+        lingered = self._lingered
+        if lingered is not None:
+            lingered = self._lingered = lingered + len(data)
+            if not data or lingered >= LINGER_MAX_BYTES:
                 self._finish()  # the client has read everything and closed, or will not stop
             return  # input after our response is discarded
         if not data:
@@ -289,7 +289,7 @@ class Connection:
         if transport.closed:
             self._finish()
             return
-        if self._lingering:
+        if self._lingered is not None:  # lingering
             return
         protocol = self.protocol
         pending = transport._pending
@@ -308,7 +308,7 @@ class Connection:
             if protocol.should_close:
                 self._close_gracefully()
                 return
-            if self.draining and not receiving and not input_waiting(transport.sock):
+            if self._context.draining and not receiving and not input_waiting(transport.sock):
                 # (A request that arrived unread, in the round the drain began, is read and
                 # answered first: closing over it would reset the connection.)
                 self._finish()
@@ -393,7 +393,6 @@ class Connection:
         if not shut_down_writing(self.transport.sock):
             self._finish()
             return
-        self._lingering = True
         self._lingered = 0
         if self._mask != EVENT_READ:
             self._mask = EVENT_READ
@@ -401,8 +400,9 @@ class Connection:
         self._set_deadline(LINGER, self._reactor.now + LINGER_SECONDS)
 
     def begin_drain(self) -> None:
-        """Server shutdown: finish the request in progress (if any), then close."""
-        self.draining = True
+        """Server shutdown: finish the request in progress (if any), then close. (Every
+        connection sharing this one's context drains: the server calls this for each.)"""
+        self._context.draining = True
         self._update()
 
     def abort(self) -> None:
