@@ -330,7 +330,7 @@ class ServerProtocol:
             answered += 1
             if self.should_close:
                 return out
-            if not parser.buffered:
+            if not parser._buffer:  # ``buffered`` without the property call (per request)
                 # Speed: nothing more was received, so the next event can only be NEED_DATA
                 # (the end of input is fed alone, and no request ends at it): skip asking.
                 return out
