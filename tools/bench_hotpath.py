@@ -32,7 +32,7 @@ from selectors import EVENT_READ
 
 from evserver.accesslog import FLUSH_LINES, AccessLog
 from evserver.config import ServerConfig
-from evserver.drivers.evented import Connection
+from evserver.drivers.evented import Connection, ConnectionContext
 from evserver.event.reactor import Reactor
 from evserver.http.parser import RequestParser
 from evserver.protocol import ServerProtocol
@@ -110,8 +110,7 @@ def bench_connection(root: str, access_log: AccessLog | None = None,
     if shared_check:  # every request in one round: the file's stat was made by an earlier one
         handler.share_checks_per_round()
     protocol = ServerProtocol(handler, peer="127.0.0.1", stats=stats, access_log=access_log)
-    connection = Connection(reactor, server, protocol, config=config, peer="127.0.0.1",
-                            stats=stats)
+    connection = Connection(reactor, server, protocol, ConnectionContext(config, stats))
     on_event = connection._on_event
     client.send(REQUEST)
     on_event(EVENT_READ)

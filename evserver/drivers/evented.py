@@ -139,36 +139,47 @@ LIFE_MOVES: Final[tuple[tuple[str, str, str], ...]] = (
 """Every move between ``LIFE_STATES``, with what causes it (checked against the driver)."""
 
 
+class ConnectionContext:
+    """What every connection of one server shares: its settings, its statistics, what to call
+    when a connection has closed, and whether the server is draining. One object per server,
+    one slot per connection: four slots of their own were 32 bytes per idle connection (with
+    the object's size rounded)."""
+
+    __slots__ = ("config", "draining", "on_closed", "stats")
+
+    def __init__(self, config: ServerConfig, stats: Stats | None = None,
+                 on_closed: Callable[[Connection], None] | None = None) -> None:
+        self.config = config
+        self.stats = stats
+        self.on_closed = on_closed
+        self.draining = False
+        """The server is shutting down: close as soon as no request is in progress."""
+
+
 class Connection:
     """The evented driver of one connection. Created by the server after accept()."""
 
-    __slots__ = ("_deadline", "_idle_timeout", "_kind", "_last_progress", "_lingered",
-                 "_lingering", "_mask", "_on_closed", "_peer_eof", "_reactor", "_receiving",
-                 "_request_started", "_stats", "_timer", "_timer_when", "closed", "config",
-                 "draining", "fd", "peer", "protocol", "transport")
+    __slots__ = ("_context", "_deadline", "_idle_timeout", "_kind", "_last_progress",
+                 "_lingered", "_mask", "_peer_eof", "_reactor", "_receiving", "_request_started",
+                 "_timer", "_timer_when", "closed", "protocol", "transport")
 
-    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol, *,
-                 config: ServerConfig, peer: str = "-", stats: Stats | None = None,
-                 on_closed: Callable[[Connection], None] | None = None) -> None:
+    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol,
+                 context: ConnectionContext) -> None:
         self._reactor = reactor
+        config = context.config
+        stats = context.stats
         self.transport = self._new_transport(sock, config, stats)
-        self.fd = self.transport.fd
         self.protocol = protocol
-        self.config = config
-        self.peer = peer
-        self._stats = stats
-        self._on_closed = on_closed
+        self._context = context
         self.closed = False
-        self.draining = False
-        """The server is shutting down: close as soon as no request is in progress."""
-        self._lingering = False
-        self._lingered = 0
-        """Bytes read and discarded while lingering."""
+        self._lingered: int | None = None
+        """Bytes read and discarded while lingering; None: not lingering."""
         self._peer_eof = False
         self._receiving = False
         """``protocol.mid_request`` as of the last ``_update()`` (the protocol only changes
         inside calls that are always followed by ``_update()``)."""
         self._idle_timeout = config.idle_timeout
+        """The one setting read per request, kept here (not behind ``_context``)."""
         now = reactor.now
         self._request_started = now
         self._last_progress = now
@@ -177,7 +188,7 @@ class Connection:
         self._kind = IDLE
         self._deadline = NO_TIMER
         self._mask = EVENT_READ
-        reactor.register(self.fd, EVENT_READ, self._on_event)
+        reactor.register(self.transport.fd, EVENT_READ, self._on_event)
         self._set_deadline(IDLE, now + config.header_timeout)  # the first request's wait
         if stats is not None:
             stats.connections_open += 1
@@ -192,18 +203,27 @@ class Connection:
         return transport_class(sock, use_sendfile=config.use_sendfile, stats=stats)
 
     @property
+    def fd(self) -> int:
+        """The socket's descriptor (the transport's: a slot of its own was 8 bytes each)."""
+        return self.transport.fd
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._context.config
+
+    @property
     def state(self) -> str:
         """Where the connection is in its life: a key of ``LIFE_STATES`` (for logs and tests)."""
         if self.closed:
             return "closed"
-        if self._lingering:
+        if self._lingered is not None:
             return "lingering"
         if self.transport.pending_bytes:
             return "sending" if self._mask & EVENT_READ else "paused"
         return "receiving" if self.protocol.mid_request else "idle"
 
     def __repr__(self) -> str:
-        return (f"<Connection fd={self.fd} {self.peer} {self.state} "
+        return (f"<Connection fd={self.fd} {self.protocol.peer} {self.state} "
                 f"pending={self.transport.pending_bytes} mask={self._mask}>")
 
     # -- events -----------------------------------------------------------------------------
@@ -234,9 +254,10 @@ class Connection:
         data = transport.recv(RECV_SIZE)
         if data is None:
             return
-        if self._lingering:
-            self._lingered += len(data)
-            if not data or self._lingered >= LINGER_MAX_BYTES:
+        lingered = self._lingered
+        if lingered is not None:
+            lingered = self._lingered = lingered + len(data)
+            if not data or lingered >= LINGER_MAX_BYTES:
                 self._finish()  # the client has read everything and closed, or will not stop
             return  # input after our response is discarded
         if not data:
@@ -268,7 +289,7 @@ class Connection:
         if transport.closed:
             self._finish()
             return
-        if self._lingering:
+        if self._lingered is not None:  # lingering
             return
         protocol = self.protocol
         pending = transport._pending
@@ -287,7 +308,7 @@ class Connection:
             if protocol.should_close:
                 self._close_gracefully()
                 return
-            if self.draining and not receiving and not input_waiting(transport.sock):
+            if self._context.draining and not receiving and not input_waiting(transport.sock):
                 # (A request that arrived unread, in the round the drain began, is read and
                 # answered first: closing over it would reset the connection.)
                 self._finish()
@@ -302,13 +323,14 @@ class Connection:
                 self._finish()
                 return
             self._mask = mask
-            self._reactor.modify(self.fd, mask, self._on_event)
+            self._reactor.modify(transport.fd, mask, self._on_event)
         if pending:
-            self._set_deadline(SEND, self._last_progress + self.config.send_timeout)
+            self._set_deadline(SEND, self._last_progress + self._context.config.send_timeout)
         elif receiving:
             if self._kind == SEND:  # reading was stopped while responses went out: the next
                 self._request_started = self._reactor.now  # request's clock starts now
-            self._set_deadline(HEADER, self._request_started + self.config.header_timeout)
+            self._set_deadline(HEADER,
+                               self._request_started + self._context.config.header_timeout)
         else:
             when = self._reactor.now + self._idle_timeout
             if when >= self._timer_when:  # _set_deadline's common case, written out
@@ -341,8 +363,9 @@ class Connection:
         if kind == LINGER:
             self._finish()
             return
-        if self._stats is not None:
-            self._stats.timeouts[kind] += 1
+        stats = self._context.stats
+        if stats is not None:
+            stats.timeouts[kind] += 1
         if kind == HEADER:
             log.debug("%r: header timeout", self)
             self._send(self.protocol.timed_out())  # 408, then a graceful close
@@ -370,16 +393,16 @@ class Connection:
         if not shut_down_writing(self.transport.sock):
             self._finish()
             return
-        self._lingering = True
         self._lingered = 0
         if self._mask != EVENT_READ:
             self._mask = EVENT_READ
-            self._reactor.modify(self.fd, EVENT_READ, self._on_event)
+            self._reactor.modify(self.transport.fd, EVENT_READ, self._on_event)
         self._set_deadline(LINGER, self._reactor.now + LINGER_SECONDS)
 
     def begin_drain(self) -> None:
-        """Server shutdown: finish the request in progress (if any), then close."""
-        self.draining = True
+        """Server shutdown: finish the request in progress (if any), then close. (Every
+        connection sharing this one's context drains: the server calls this for each.)"""
+        self._context.draining = True
         self._update()
 
     def abort(self) -> None:
@@ -390,16 +413,17 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        self._reactor.unregister(self.fd)  # before the close: the fd number may be reused
+        self._reactor.unregister(self.transport.fd)  # before the close: the number may be reused
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.transport.abort()
         self.protocol.connection_lost(self.transport.dropped_bytes)
-        if self._stats is not None:
-            self._stats.connections_open -= 1
-        if self._on_closed is not None:
-            self._on_closed(self)
+        context = self._context
+        if context.stats is not None:
+            context.stats.connections_open -= 1
+        if context.on_closed is not None:
+            context.on_closed(self)
 
 
 class TLSConnection(Connection):
@@ -424,12 +448,10 @@ class TLSConnection(Connection):
 
     transport: TLSTransport
 
-    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol, *,
-                 config: ServerConfig, peer: str = "-", stats: Stats | None = None,
-                 on_closed: Callable[[Connection], None] | None = None) -> None:
-        super().__init__(reactor, sock, protocol, config=config, peer=peer, stats=stats,
-                         on_closed=on_closed)
-        reactor.modify(self.fd, EVENT_READ, self._on_handshake_event)
+    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: ServerProtocol,
+                 context: ConnectionContext) -> None:
+        super().__init__(reactor, sock, protocol, context)
+        reactor.modify(self.transport.fd, EVENT_READ, self._on_handshake_event)
 
     @staticmethod
     def _new_transport(sock: socket.socket, config: ServerConfig,
@@ -447,7 +469,7 @@ class TLSConnection(Connection):
             elif outcome in (WANTS_READ, WANTS_WRITE):
                 if outcome != self._mask:
                     self._mask = outcome
-                    self._reactor.modify(self.fd, outcome, self._on_handshake_event)
+                    self._reactor.modify(self.transport.fd, outcome, self._on_handshake_event)
             else:
                 self._after_failed_handshake(outcome)
         except Exception:
@@ -456,7 +478,7 @@ class TLSConnection(Connection):
 
     def _begin_conversation(self) -> None:
         self._mask = EVENT_READ
-        self._reactor.modify(self.fd, EVENT_READ, self._on_event)
+        self._reactor.modify(self.transport.fd, EVENT_READ, self._on_event)
         if self.transport.sock.pending():
             self._on_event(EVENT_READ)
 
@@ -464,7 +486,8 @@ class TLSConnection(Connection):
         if outcome == PEER_GONE or self.transport.closed:
             self._finish()
             return
-        self._reactor.modify(self.fd, self._mask, self._on_event)  # the lingering close's reads
+        # the lingering close's reads
+        self._reactor.modify(self.transport.fd, self._mask, self._on_event)
         self._close_gracefully()
 
     def _update(self) -> None:
@@ -474,4 +497,4 @@ class TLSConnection(Connection):
         if self.transport.write_waits_for_read and not self.closed \
                 and self._mask != EVENT_READ:
             self._mask = EVENT_READ
-            self._reactor.modify(self.fd, EVENT_READ, self._on_event)
+            self._reactor.modify(self.transport.fd, EVENT_READ, self._on_event)

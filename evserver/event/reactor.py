@@ -84,6 +84,9 @@ def available_selectors() -> list[str]:
     return [name for name, cls in _SELECTOR_CLASSES.items() if hasattr(selectors, cls)]
 
 
+_NONE_DUE: list[Timer] = []
+"""The due timers of an iteration that has none (shared, never written)."""
+
 def make_selector(name: str) -> selectors.BaseSelector:
     """A new selector by name; ``auto`` is the platform's best (epoll on Linux)."""
     if name == "auto":
@@ -261,18 +264,19 @@ class Reactor:
         # Phase 1: poll, no longer than until the next timer is due.
         started = self._clock()
         self.work_seconds += started - self.now
+        deadline = self._timers.next_deadline()
         if self._threadsafe:
             timeout = 0
-        else:
-            deadline = self._timers.next_deadline()
-            if deadline is not None:
-                until = max(0.0, deadline - started)
-                timeout = until if timeout is None else min(timeout, until)
+        elif deadline is not None:
+            until = max(0.0, deadline - started)
+            timeout = until if timeout is None else min(timeout, until)
         ready = self._selector.select(timeout)
         self.now = now = self._clock()
         self.poll_seconds += now - started
         self.iterations += 1
-        due = self._timers.pop_due(now)
+        # No timer is armed between the two calls, and the earliest live one is not due before
+        # ``deadline``: asking the heap only then saves a call and a list per iteration.
+        due = self._timers.pop_due(now) if deadline is not None and deadline <= now else _NONE_DUE
         if self.tracer is not None:  # once per iteration, never per event: see the docstring
             self._trace(self.tracer, now - started, ready, due)
 

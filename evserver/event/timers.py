@@ -114,8 +114,10 @@ class TimerQueue:
 
     def next_deadline(self) -> float | None:
         """When the earliest live timer is due, or ``None`` if there is none."""
-        self._drop_cancelled_top()
-        return self._heap[0][_WHEN] if self._heap else None
+        heap = self._heap
+        if heap and heap[0][_STATE] is _CANCELLED:  # tested here: a call saved per iteration
+            self._drop_cancelled_top()
+        return heap[0][_WHEN] if heap else None
 
     def pop_due(self, now: float) -> list[Timer]:
         """Remove and return every live timer due at or before ``now``, earliest first."""

@@ -503,12 +503,12 @@ class TLSTransport(Transport):
     __slots__ = ("_read", "_sendfile_wanted", "write_waits_for_read")
 
     region_chunk_size = TLS_RECORD_SIZE
+    _more = 0  # no MSG_MORE: OpenSSL does the writing
     sock: TLSSocket
 
     def __init__(self, sock: TLSSocket, *, use_sendfile: bool = True,
                  stats: Stats | None = None) -> None:
         super().__init__(sock, use_sendfile=False, stats=stats)  # until kTLS is known
-        self._more = 0  # no MSG_MORE: OpenSSL does the writing
         self._queue = []  # made at once: this transport's writes append to it without a test
         self._sendfile_wanted = use_sendfile
         self._read: Callable[[int], bytes] = sock.read

@@ -38,7 +38,7 @@ from evserver.net.listener import (
     peer_name,
 )
 from evserver.net.tls import body_path
-from evserver.protocol import Handler, ServerProtocol
+from evserver.protocol import Handler, ServerProtocol, SplitWritesProtocol
 from evserver.static import StaticHandler
 from evserver.stats import Stats
 from evserver.statspage import stats_page_response
@@ -106,9 +106,9 @@ class BaseServer:
 
     def new_protocol(self, peer: str) -> ServerProtocol:
         """The conversation for one new connection from ``peer`` (its address, for the log)."""
-        return ServerProtocol(self.handler, limits=self.config.limits, peer=peer,
-                              access_log=self.access_log, stats=self.stats,
-                              split_writes=self.config.split_writes)
+        protocol_class = SplitWritesProtocol if self.config.split_writes else ServerProtocol
+        return protocol_class(self.handler, limits=self.config.limits, peer=peer,
+                              access_log=self.access_log, stats=self.stats)
 
     def accept_batch(self, room: int) -> tuple[list[tuple[socket.socket, str]], bool]:
         """Accept up to ``room`` (at most ``ACCEPT_BATCH``) waiting connections.

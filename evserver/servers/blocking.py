@@ -47,7 +47,7 @@ from evserver.event.reactor import register_exclusive
 from evserver.http.events import Request
 from evserver.net.listener import ACCEPT_PAUSE_SECONDS, configure_client_socket
 from evserver.net.tls import wrap_server_socket
-from evserver.protocol import ServerProtocol
+from evserver.protocol import ServerProtocol, SplitWritesProtocol
 from evserver.servers.base import RETIRE_GRACE_SECONDS, BaseServer
 
 log = logging.getLogger("evserver.blocking")
@@ -150,9 +150,9 @@ class BlockingServer(BaseServer):
     # -- serving -----------------------------------------------------------------------------
 
     def new_protocol(self, peer: str) -> ServerProtocol:
-        return ServerProtocol(self.handler, limits=self.config.limits, peer=peer,
-                              access_log=self._shared_log, stats=self.stats,
-                              split_writes=self.config.split_writes)
+        protocol_class = SplitWritesProtocol if self.config.split_writes else ServerProtocol
+        return protocol_class(self.handler, limits=self.config.limits, peer=peer,
+                              access_log=self._shared_log, stats=self.stats)
 
     def access_log_flush(self) -> None:
         if self._shared_log is not None:

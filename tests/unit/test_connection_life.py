@@ -20,7 +20,13 @@ import pytest
 
 from evserver.bodies import Response
 from evserver.config import ServerConfig
-from evserver.drivers.evented import HIGH_WATER, LIFE_MOVES, LIFE_STATES, Connection
+from evserver.drivers.evented import (
+    HIGH_WATER,
+    LIFE_MOVES,
+    LIFE_STATES,
+    Connection,
+    ConnectionContext,
+)
 from evserver.drivers.policy import LINGER_SECONDS
 from evserver.event.reactor import Reactor
 from evserver.http.events import Request
@@ -65,7 +71,7 @@ class Life:
         server_end.setblocking(False)
         self.config = ServerConfig(root=str(tmp_path))
         self.conn = Connection(self.reactor, server_end, ServerProtocol(sized_handler),
-                               config=self.config)
+                               ConnectionContext(self.config))
         self.moves: set[tuple[str, str]] = set()
         self.received = 0
 

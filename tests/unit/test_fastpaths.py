@@ -12,7 +12,9 @@ import pytest
 
 from evserver import protocol as protocol_module
 from evserver.bodies import Response
-from evserver.http.events import END_OF_MESSAGE, NEED_DATA, Data, Request
+from evserver.http import parser as parser_module
+from evserver.http.errors import HTTPError
+from evserver.http.events import CLOSED, END_OF_MESSAGE, NEED_DATA, Data, Request
 from evserver.http.parser import RequestParser
 from evserver.protocol import MAX_CACHED_HEADS, ServerProtocol
 from tests.unit.test_protocol import echo_handler, flatten, get, parse_responses
@@ -91,3 +93,72 @@ def test_a_stray_line_break_after_a_request_leaves_the_connection_idle() -> None
     assert not protocol.mid_request
     protocol.receive(b"G")
     assert protocol.mid_request
+
+
+def _events(parser: RequestParser) -> list[object]:
+    """Every event the parser can give now, up to NEED_DATA (or an error's status)."""
+    events: list[object] = []
+    while True:
+        try:
+            event = parser.next_event()
+        except HTTPError as error:
+            return [*events, error.status]
+        if event is NEED_DATA or event is CLOSED:
+            return [*events, event]
+        if type(event) is Request:  # compared by its fields (a Request has no __eq__)
+            event = tuple(getattr(event, name) for name in Request.__slots__)
+        events.append(event)
+
+
+def _joined(events: list[object]) -> list[object]:
+    """The events with each body's Data joined into one, however the bytes were cut."""
+    joined: list[object] = []
+    for event in events:
+        if type(event) is Data and joined and type(joined[-1]) is Data:
+            event = Data(joined.pop().data + event.data)  # type: ignore[attr-defined]
+        joined.append(event)
+    return joined
+
+
+_PARSED_IN_PLACE = [
+    get("/a"),
+    get("/a") + get("/b") + get("/c"),
+    b"\r\n" + get("/after-an-empty-line"),
+    b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" + get("/next"),
+    b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\nabc\r\n0\r\nT: v\r\n\r\n" + get("/next"),
+    get("/a") + b"GET /partial HTTP/1.1\r\nHo",
+    b"GET / HTTP/1.1\r\nBad Header: y\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("data", _PARSED_IN_PLACE)
+def test_bytes_parsed_where_they_were_received_give_the_events_of_a_bytearray(
+        data: bytes) -> None:
+    """The shortcut: bytes fed to an empty buffer are parsed as they are (no copy into a
+    bytearray). Fed in two pieces, the second lands behind the first in a bytearray of the
+    parser's own: the plain path. Both must give the same events for every split."""
+    whole = RequestParser()
+    whole.feed(data)
+    expected = _events(whole)
+    for cut in range(1, len(data)):
+        split = RequestParser()
+        split.feed(data[:cut])
+        events = _events(split)
+        if events[-1] is NEED_DATA:
+            split.feed(data[cut:])
+            events = events[:-1] + _events(split)
+        assert _joined(events) == _joined(expected), cut
+
+
+def test_an_idle_parser_holds_no_buffer_and_keeps_what_was_pipelined() -> None:
+    parser = RequestParser()
+    parser.feed(get("/a"))
+    assert isinstance(parser.next_event(), Request) and parser.skip_end_of_message()
+    assert parser._buffer is parser_module._NOTHING_BUFFERED  # shared, empty: nothing held
+    parser.feed(get("/b") + get("/c"))
+    assert isinstance(parser.next_event(), Request) and parser.skip_end_of_message()
+    assert parser.buffered == len(get("/c"))  # the pipelined request behind it is kept
+    request = parser.next_event()
+    assert isinstance(request, Request) and request.target == "/c"
+    assert parser._buffer is parser_module._NOTHING_BUFFERED

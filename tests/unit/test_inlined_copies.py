@@ -17,7 +17,7 @@ import pytest
 
 from evserver.bodies import Response
 from evserver.config import ServerConfig
-from evserver.drivers.evented import HIGH_WATER, Connection
+from evserver.drivers.evented import HIGH_WATER, Connection, ConnectionContext
 from evserver.drivers.policy import IDLE
 from evserver.event.reactor import Reactor
 from evserver.http.events import Request
@@ -62,7 +62,8 @@ def connection(tmp_path: Path) -> Iterator[tuple[Connection, socket.socket, list
     server_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SNDBUF)
     server_end.setblocking(False)
     config = ServerConfig(root=str(tmp_path))
-    conn = Connection(reactor, server_end, ServerProtocol(echo_handler), config=config)
+    conn = Connection(reactor, server_end, ServerProtocol(echo_handler),
+                      ConnectionContext(config))
     try:
         yield conn, client, now
     finally:

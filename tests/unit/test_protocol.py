@@ -22,6 +22,7 @@ from evserver.protocol import (
     CONTINUE_RESPONSE,
     MAX_RESPONSES_PER_BATCH,
     ServerProtocol,
+    SplitWritesProtocol,
 )
 from evserver.static import StaticHandler
 from evserver.stats import Stats
@@ -301,7 +302,7 @@ def test_real_handler_serves_files_and_errors_in_order(tmp_path: Path) -> None:
 def test_split_writes_keeps_every_head_apart_from_its_body() -> None:
     joined = ServerProtocol(echo_handler).receive(get("/small"))
     assert len(joined) == 1  # the default: a small body joined to its head
-    split = ServerProtocol(echo_handler, split_writes=True)
+    split = SplitWritesProtocol(echo_handler)
     items = split.receive(get("/small") + get("/again"))
     assert len(items) == 4 and all(type(item) is bytes for item in items)
     assert [item.endswith(b"\r\n\r\n") for item in items] == [True, False, True, False]

@@ -19,6 +19,7 @@ from evserver.event.reactor import (
     make_selector,
     register_exclusive,
 )
+from evserver.event.timers import Timer, TimerQueue
 
 HERE = [name for name in ("epoll", "poll", "select") if name in available_selectors()]
 GENEROUS = 10.0  # seconds a blocking poll may wait in a test before something is surely wrong
@@ -117,6 +118,39 @@ def test_timers_run_in_order_on_the_injected_clock() -> None:
         loop.run_once(0)
         assert seen == ["one", "two"]
         assert loop.time() == 105.0 and loop.now == 105.0
+    finally:
+        loop.close()
+
+
+def test_the_heap_is_asked_for_due_timers_exactly_when_one_may_be_due() -> None:
+    """The shortcut: ``pop_due`` is skipped while the next deadline is later than the poll's
+    return. Pinned to the plain path, asking every iteration: the same timers, in order, at
+    their deadline to the tick, behind a cancelled one, and with thread-safe work queued."""
+    asked: list[float] = []
+
+    class CountingQueue(TimerQueue):
+        __slots__ = ()
+
+        def pop_due(self, now: float) -> list[Timer]:
+            asked.append(now)
+            return super().pop_due(now)
+
+    clock = FakeClock()
+    loop = Reactor(HERE[0], clock=clock)
+    loop._timers = CountingQueue()
+    try:
+        seen: list[str] = []
+        loop.call_at(101.0, lambda: seen.append("a"))
+        loop.call_at(100.5, lambda: seen.append("cancelled")).cancel()
+        loop.call_at(101.0, lambda: seen.append("b"))
+        loop.run_once(0)
+        assert seen == [] and asked == []  # nothing due: the heap was not asked
+        clock.now = 101.0  # exactly the deadline
+        loop.call_soon_threadsafe(lambda: seen.append("queued"))
+        loop.run_once(0)
+        assert seen == ["a", "b", "queued"] and asked == [101.0]
+        loop.run_once(0)
+        assert asked == [101.0]  # no timer left: never asked again
     finally:
         loop.close()
 

@@ -23,7 +23,7 @@ import pytest
 
 from evserver.bodies import FileRegion, Response
 from evserver.config import ServerConfig
-from evserver.drivers.evented import LIFE_MOVES, TLSConnection
+from evserver.drivers.evented import LIFE_MOVES, ConnectionContext, TLSConnection
 from evserver.event.reactor import Reactor
 from evserver.http.events import Request
 from evserver.net.blocking import TIMEVAL
@@ -469,8 +469,8 @@ class Driven:
         self.stats = Stats()
         self.conn = TLSConnection(self.reactor, wrap_server_socket(self.config.tls_context,
                                                                    server_end),
-                                  ServerProtocol(ok_handler), config=self.config,
-                                  stats=self.stats)
+                                  ServerProtocol(ok_handler),
+                                  ConnectionContext(self.config, self.stats))
         self.states = [self.conn.state]
 
     def event(self) -> None:
