@@ -447,7 +447,8 @@ class StaticHandler:
         if check_file:
             # The file is not opened when its sidecar is sent, so its freshness (a newer file
             # makes the sidecar stale) is a ``stat``, shared by the round as a small file's is
-            # (``check_round``): a stat per request cost this path a fifth of its speed.
+            # (``check_round``): 1.15x the requests/s of a stat per request (an A/B with a
+            # 64 KiB sidecar, 64 connections), which brought it level with a plain 64 KiB file.
             check_round = self.check_round
             if check_round is None or entry.checked_round != check_round:
                 if not _unchanged(entry):
