@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.report import few_connections_open
+from tools.report import few_connections_open, wrk_limit
 
 DPI = 120
 """Figures are sized in inches for 120 dpi: readable on a laptop and in a rendered report."""
@@ -43,6 +43,12 @@ SMOKE_NOTE = "quick run: a smoke test -- shows that it runs, not how fast"
 
 Figure = tuple[str, str]
 """(path of the PNG, what it shows: one line for the report)."""
+
+
+WRK_BOUND_NOTE = ("hollow bars: wrk was the limit (its core busy, the server's not); they "
+                  "measure wrk, not the server: compare CPU s/GiB or requests per CPU-second "
+                  "in the report instead")
+"""Under a throughput figure where some bars measure the load generator rather than the server."""
 
 
 def _pyplot() -> Any:
@@ -277,6 +283,7 @@ def case_figures(pyplot: Any, cases: dict[str, list[dict[str, Any]]],
     """One panel per case measured at a single concurrency: a bar per server."""
     most = max(len(rows) for rows in cases.values())
     figure, panels = _grid(pyplot, len(cases), most)
+    any_wrk_bound = False
     for axes, (case, rows) in zip(panels, cases.items(), strict=True):
         metric, unit = (("transfer_mib_s", "MiB/s") if rows[0].get("file") in BIG_FILE
                         else ("rps", "requests/s"))
@@ -286,6 +293,12 @@ def case_figures(pyplot: Any, cases: dict[str, list[dict[str, Any]]],
         high = [r.get(metric + "_max", r[metric]) - r[metric] for r in rows]
         bars = axes.bar(range(len(rows)), values, yerr=[low, high], capsize=3,
                         color=[colours[r["server"]] for r in rows])
+        for bar, row in zip(bars, rows, strict=True):
+            if wrk_limit(row.get("server_cpu_pct"), row.get("loadgen_cpu_pct")) == "wrk":
+                any_wrk_bound = True  # the bar measures wrk: drawn hollow, as the note says
+                bar.set_facecolor("white")
+                bar.set_edgecolor(colours[row["server"]])
+                bar.set_linewidth(1.5)
         _label_bars(axes, bars, values, tops=[v + h for v, h in zip(values, high, strict=True)])
         _server_ticks(axes, rows)
         axes.yaxis.set_major_formatter(_plain_formatter())
@@ -295,7 +308,7 @@ def case_figures(pyplot: Any, cases: dict[str, list[dict[str, Any]]],
     figure.suptitle(f"Throughput per case, higher is better ({_rounds(_flat(cases))})",
                     fontsize=10)
     throughput = os.path.join(rundir, "cases-throughput.png")
-    _save(pyplot, figure, throughput, quick)
+    _save(pyplot, figure, throughput, quick, note=WRK_BOUND_NOTE if any_wrk_bound else "")
 
     figure, panels = _grid(pyplot, len(cases), most)
     for axes, (case, rows) in zip(panels, cases.items(), strict=True):

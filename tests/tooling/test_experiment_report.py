@@ -153,3 +153,25 @@ def test_linear_ticks_never_print_over_each_other() -> None:
     assert plots._spread([960, 1000, 5000]) == [1000, 5000]
     assert plots._spread([0, 200]) == [0, 200]
     assert plots._spread([1000, 5000, 10000]) == [1000, 5000, 10000]
+
+
+def test_bars_that_measure_wrk_are_hollow_and_said_so(pyplot: Any, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [{**point("16m keep-alive c8", server, 8, 100.0), "group": "16m keep-alive",
+             "file": "64k", "n": 1, "server_cpu_pct": server_pct, "loadgen_cpu_pct": 99.0}
+            for server, server_pct in (("evented", 40.0), ("threaded", 99.0))]
+    saved: list[tuple[str, list[bool], str]] = []
+
+    def keep(pyplot: Any, figure: Any, path: str, quick: bool, note: str = "") -> None:
+        bars = [patch for patch in figure.axes[0].patches if patch.get_height() > 0]
+        saved.append((Path(path).name, [bar.get_facecolor()[:3] == (1.0, 1.0, 1.0)
+                                        for bar in bars], note))
+        pyplot.close(figure)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.case_figures(pyplot, {"16m keep-alive c8": report.summarise(
+        rows, report.POINT_METRICS)}, {"evented": "C0", "threaded": "C1"}, str(tmp_path), False)
+    name, hollow, note = saved[0]
+    assert name == "cases-throughput.png"
+    assert hollow == [True, False]  # evented's core was idle while wrk's was busy
+    assert note == plots.WRK_BOUND_NOTE
