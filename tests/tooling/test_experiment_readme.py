@@ -407,7 +407,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "curl -s http://127.0.0.1:8000/-/stats": stats_endpoint,
     "curl -s http://127.0.0.1:8000/-/metrics": metrics_endpoint,
     ".venv/bin/python -m tools.fuzz_server --seconds 600 --seed 1 --model evented": fuzz_quick,
-    ".venv/bin/python tools/experiment.py bench --repeat 5":
+    ".venv/bin/python tools/experiment.py bench":
         experiment("--repeat 1 --duration 1 --idle-connections 50"),
     ".venv/bin/python tools/experiment.py bench --tls": experiment("--repeat 1 --duration 1"),
     ".venv/bin/python tools/experiment.py ab HEAD .": experiment("--duration 1"),
