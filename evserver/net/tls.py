@@ -58,8 +58,9 @@ Invariants:
 - A write OpenSSL could not finish (``SSLWantWriteError``) is retried with the same bytes: the
   queue item stays at the head, and each write is at most one record (``TLS_RECORD_SIZE``), so
   ``pending_bytes`` moves record by record.
-- Every ``recv`` also takes what the TLS object decrypted beyond the size asked for
-  (``decrypted``), so nothing waits where the selector cannot see it.
+- Every evented ``recv`` also takes what the TLS object decrypted beyond the size asked for
+  (``decrypted``), so nothing waits where the selector cannot see it. (The blocking driver,
+  which asks no selector, simply reads it with its next ``recv_into``.)
 - Only the connection's own thread touches the TLS object: ``TLSSocket.shutdown`` from another
   thread (the blocking models' graceful stop) shuts the socket down, nothing more.
 """
@@ -310,7 +311,7 @@ class TLSSocket(ssl.SSLSocket):
       unless the connection is ``broken`` (an error, or a response cut short).
     - For the blocking models, the manners of a blocking socket with kernel timeouts, which
       the blocking driver expects: ``SO_RCVTIMEO``/``SO_SNDTIMEO`` given with ``setsockopt``
-      become the timeouts of ``recv`` and of ``use_send_timeout``, and a ``recv`` that times
+      become the timeouts of ``recv_into`` and of ``use_send_timeout``, and a read that times
       out raises ``BlockingIOError``, as the kernel's timeout does. Why not the kernel's own:
       when it expires, OpenSSL sees EAGAIN, takes it for "try again", and CPython's blocking
       read loop retries it for ever. So the timeouts are Python's (``settimeout``), one per
@@ -387,23 +388,21 @@ class TLSSocket(ssl.SSLSocket):
         """Bytes as they arrived, not decrypted: for discarding after a failed handshake."""
         return socket.socket.recv(self, size)
 
-    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-        """The blocking driver's read: decrypted bytes (and all of them: ``decrypted``), within
-        the receive timeout, whose expiry raises ``BlockingIOError`` as ``SO_RCVTIMEO``'s does."""
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        """The blocking driver's read: decrypted bytes into ``buffer``, within the receive
+        timeout, whose expiry raises ``BlockingIOError`` as ``SO_RCVTIMEO``'s does. Bytes the TLS
+        object decrypted beyond the buffer wait inside it and come with the next call, at once."""
         timeout = self._recv_timeout
         if self.gettimeout() != timeout:
             socket.socket.settimeout(self, timeout)
         try:
-            data = super().recv(buflen, flags)
+            return super().recv_into(buffer, nbytes, flags)
         except TimeoutError:
             raise BlockingIOError(errno.EAGAIN, "nothing arrived within the receive timeout") \
                 from None
         except OSError:
             self.broken = True
             raise
-        if len(data) == buflen:
-            data += self.decrypted()
-        return data
 
     # -- timeouts for the blocking models -------------------------------------------------
 

@@ -20,12 +20,18 @@ and the accept; at the bound the listener is not watched (clients wait in the li
 a thread ends and wakes the accept loop. The waiting happens in the accept loop's selector, not
 in ``Semaphore.acquire``, so that ``shutdown()`` can interrupt it.
 
+Memory: a thread waits for its connection's next request in ``recv_into`` on the connection's
+own buffer (``evserver.drivers.blocking``), and all threads share one malloc arena
+(``MALLOC_ARENAS``); both keep a long run's RSS level.
+
 Threads are non-daemon and joined on shutdown: graceful shutdown shuts the reading side of every
 live socket, so threads waiting for a request end at once and threads sending finish first.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import socket
 import threading
 from typing import Any
@@ -39,6 +45,35 @@ frames on the heap and our C call depth is shallow, so 256 KiB is ample, and 10,
 reserve 2.5 GiB of address space instead of 80 GiB (only touched pages use memory)."""
 
 
+MALLOC_ARENAS = 1
+"""How many glibc malloc arenas the threads share (glibc's default: up to eight per core).
+
+glibc gives each new thread an arena of its own, so that threads allocating at the same moment
+do not wait on one lock. Python threads allocate while holding the GIL, one at a time, so here
+the extra arenas buy nothing, and they cost memory: each arena keeps what its threads freed for
+its own threads, so with hundreds of connection threads the process holds the sum of every
+arena's high-water mark, and RSS creeps up for as long as the load's spread across arenas keeps
+finding new highs (README's Reliability section has the soak that showed it). One arena holds
+the high-water mark of the whole process instead. A user who sets ``MALLOC_ARENA_MAX`` keeps
+their own choice."""
+
+M_ARENA_MAX = -8
+"""``mallopt``'s parameter number for the arena limit (glibc's malloc.h)."""
+
+
+def share_malloc_arenas() -> bool:
+    """Limit glibc to ``MALLOC_ARENAS`` arenas, before the connection threads start. False when
+    it did nothing: another C library, or ``MALLOC_ARENA_MAX`` set by the user."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS))
+    except (ValueError, OSError, AttributeError):  # no such name here: not glibc
+        return False
+
+
 class ThreadedServer(BlockingServer):
     """One thread per connection, at most ``config.max_connections`` at once."""
 
@@ -50,6 +85,7 @@ class ThreadedServer(BlockingServer):
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
         self._threads_started = 0
+        share_malloc_arenas()
 
     def room(self) -> int:
         return self._max_threads - len(self._threads)

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import select
 import socket
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
+from evserver.drivers import blocking as blocking_driver
 from evserver.protocol import MAX_RESPONSES_PER_BATCH
+from evserver.servers import threaded
 from tests.support.clients import WAIT, linger_zero, open_client, read_response
 from tests.support.procfs import open_fds
 from tests.support.trees import BIG_FILE_SIZE, make_big_file
@@ -191,3 +199,95 @@ def test_descriptors_come_back_after_resets_and_errors(start_server, blocking_mo
         assert stream.read() == b""
     server.stop()  # (the fixture's own stop() then finds it stopped)
     assert open_fds() <= before - 3  # listener and wake-up pair closed too
+
+
+WAITING_CONNECTIONS = 8
+
+
+def _threads_waiting_in(function_name: str, count: int) -> bool:
+    frames = sys._current_frames().values()
+    return sum(frame.f_code.co_name == function_name for frame in frames) >= count
+
+
+def test_a_connection_waiting_for_its_next_request_holds_only_its_own_buffer(start_server):
+    # recv(n) allocates its n-byte result before it blocks, so a thread waiting for a request
+    # would hold a block from the moment its wait began; hundreds of them, of all ages, scatter
+    # the allocator's heap (RSS grows in a long soak while live objects stay level). A waiting
+    # connection must hold only the buffer it was given at its start.
+    server = start_server(model="threaded")
+    tracemalloc.start()
+    clients = []
+    try:
+        for _ in range(WAITING_CONNECTIONS):
+            sock = open_client(server)
+            clients.append(sock)
+            sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(sock.makefile("rb"))[0] == 200
+        deadline = time.monotonic() + WAIT
+        while not _threads_waiting_in("_converse", WAITING_CONNECTIONS):
+            assert time.monotonic() < deadline, "the connections' threads never went back to wait"
+            time.sleep(0.01)
+        snapshot = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+        for sock in clients:
+            sock.close()
+    held_by_the_wait = sum(
+        trace.size for trace in snapshot.traces
+        if trace.traceback[0].filename == blocking_driver.__file__
+        and trace.size > 1024)  # the last request's bytes are still referenced, and small
+    buffers = WAITING_CONNECTIONS * blocking_driver.BLOCKING_RECV_SIZE
+    assert held_by_the_wait <= buffers + 4096
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout: the probe below imports the test helpers from it."""
+
+ARENA_PROBE = """
+import ctypes, sys
+from pathlib import Path
+from tests.support.clients import open_client, read_response
+from tests.support.servers import start_in_thread
+from tests.support.trees import make_docroot
+
+running = start_in_thread(make_docroot(Path(sys.argv[1])), model="threaded")
+clients = []
+for _ in range(8):  # eight connection threads, each allocating while it serves
+    sock = open_client(running)
+    sock.sendall(b"GET /small.txt HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n")
+    assert read_response(sock.makefile("rb"))[0] == 200
+    clients.append(sock)
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+stream = ctypes.c_void_p(libc.fopen(sys.argv[2].encode(), b"w"))
+libc.malloc_info(0, stream)  # glibc's report: one <heap> element per arena
+libc.fclose(stream)
+for sock in clients:
+    sock.close()
+running.stop()
+"""
+
+
+def glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):
+        return False
+
+
+@pytest.mark.skipif(not glibc(), reason="malloc arenas are glibc's")
+@pytest.mark.parametrize("user_setting", [None, "4"])
+def test_connection_threads_share_one_malloc_arena_unless_the_user_says(tmp_path, user_setting):
+    # glibc's default gives each new thread an arena of its own; the threads then hold the sum
+    # of all the arenas' high-water marks, and RSS creeps up in a long run.
+    env = {name: value for name, value in os.environ.items() if name != "MALLOC_ARENA_MAX"}
+    if user_setting is not None:
+        env["MALLOC_ARENA_MAX"] = user_setting
+    report = tmp_path / "malloc-info.xml"
+    subprocess.run([sys.executable, "-c", ARENA_PROBE, str(tmp_path / "root"), str(report)],
+                   cwd=REPO_ROOT, env=env, check=True, timeout=WAIT * 4)
+    arenas = report.read_text().count("<heap nr=")
+    if user_setting is None:
+        assert arenas == threaded.MALLOC_ARENAS
+    else:
+        assert 1 < arenas <= int(user_setting)  # their choice, not ours
