@@ -224,8 +224,8 @@ class AccessLog:
             self._second_end = second + 1.0
         return self._stamp
 
-    def __call__(self, peer: str, timestamp: float, request: Request | None, status: int,
-                 body_bytes: int) -> None:
+    def record(self, peer: str, timestamp: float, request: Request | None, status: int,
+               body_bytes: int) -> None:
         """Format one response's line (newline included) and queue it for ``flush()``.
 
         The arguments are the protocol's :data:`~evserver.protocol.AccessLogger` call. Speed:
@@ -255,6 +255,11 @@ class AccessLog:
         lines.append(line)
         if len(lines) >= MAX_PENDING_LINES:
             self.flush()
+
+    __call__ = record
+    """A log is callable as well. The servers hand each protocol the bound method ``record``,
+    made once: Python calls a bound method by the fast path, while calling an instance goes
+    through a lookup of ``__call__`` and an argument tuple on every response."""
 
     def _format(self, peer: str, request: Request | None, status: int, body_bytes: int) -> str:
         size = str(body_bytes) if body_bytes else "-"

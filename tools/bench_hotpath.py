@@ -109,7 +109,8 @@ def bench_connection(root: str, access_log: AccessLog | None = None,
     handler = StaticHandler(root)
     if shared_check:  # every request in one round: the file's stat was made by an earlier one
         handler.share_checks_per_round()
-    protocol = ServerProtocol(handler, peer="127.0.0.1", stats=stats, access_log=access_log)
+    protocol = ServerProtocol(handler, peer="127.0.0.1", stats=stats,
+                              access_log=None if access_log is None else access_log.record)
     connection = Connection(reactor, server, protocol, ConnectionContext(config, stats))
     on_event = connection._on_event
     client.send(REQUEST)

@@ -108,8 +108,9 @@ def drive(sock: socket.socket, protocol: ServerProtocol, config: ServerConfig,
     """
     server_closes_first = False
     unsent = 0
-    buffer = bytearray(BLOCKING_RECV_SIZE)
+    buffer = bytearray()
     try:
+        buffer = bytearray(BLOCKING_RECV_SIZE)  # inside the try: no memory closes the connection
         if isinstance(sock, TLSSocket):
             outcome = sock.shake_hands(config.header_timeout)
             if outcome != HANDSHAKE_DONE:

@@ -87,6 +87,7 @@ def available_selectors() -> list[str]:
 _NONE_DUE: list[Timer] = []
 """The due timers of an iteration that has none (shared, never written)."""
 
+
 def make_selector(name: str) -> selectors.BaseSelector:
     """A new selector by name; ``auto`` is the platform's best (epoll on Linux)."""
     if name == "auto":

@@ -38,7 +38,7 @@ from evserver.net.listener import (
     peer_name,
 )
 from evserver.net.tls import body_path
-from evserver.protocol import Handler, ServerProtocol, SplitWritesProtocol
+from evserver.protocol import AccessLogger, Handler, ServerProtocol, SplitWritesProtocol
 from evserver.static import StaticHandler
 from evserver.stats import Stats
 from evserver.statspage import stats_page_response
@@ -92,6 +92,9 @@ class BaseServer:
         self.handler: Handler = self._with_own_pages(static, pages) if pages else static
         self.access_log = None if config.quiet else AccessLog.open(config.access_log,
                                                                    config.log_format)
+        self._log_record: AccessLogger | None = (
+            None if self.access_log is None else self.access_log.record)
+        """What each protocol calls per response: one bound method for all (see ``record``)."""
         self.listener: socket.socket = listener if listener is not None else open_listener(
             config.host, config.port, config.backlog)
         self.address: tuple[str, int] = self.listener.getsockname()[:2]
@@ -108,7 +111,7 @@ class BaseServer:
         """The conversation for one new connection from ``peer`` (its address, for the log)."""
         protocol_class = SplitWritesProtocol if self.config.split_writes else ServerProtocol
         return protocol_class(self.handler, limits=self.config.limits, peer=peer,
-                              access_log=self.access_log, stats=self.stats)
+                              access_log=self._log_record, stats=self.stats)
 
     def accept_batch(self, room: int) -> tuple[list[tuple[socket.socket, str]], bool]:
         """Accept up to ``room`` (at most ``ACCEPT_BATCH``) waiting connections.

@@ -72,10 +72,10 @@ class SharedAccessLog:
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
 
-    def __call__(self, peer: str, timestamp: float, request: Request | None, status: int,
-                 body_bytes: int) -> None:
+    def record(self, peer: str, timestamp: float, request: Request | None, status: int,
+               body_bytes: int) -> None:
         with self._lock:
-            self._log(peer, timestamp, request, status, body_bytes)
+            self._log.record(peer, timestamp, request, status, body_bytes)
             now = time.monotonic()
             if now - self._last_flush >= LOG_FLUSH_SECONDS:
                 self._last_flush = now
@@ -113,6 +113,7 @@ class BlockingServer(BaseServer):
     def __init__(self, config: ServerConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self._shared_log = SharedAccessLog(self.access_log) if self.access_log else None
+        self._shared_record = None if self._shared_log is None else self._shared_log.record
         self.on_idle: Callable[[], None] | None = None
         """Called by ``drive`` whenever a connection waits for its next request."""
         self._stopping = False
@@ -152,7 +153,7 @@ class BlockingServer(BaseServer):
     def new_protocol(self, peer: str) -> ServerProtocol:
         protocol_class = SplitWritesProtocol if self.config.split_writes else ServerProtocol
         return protocol_class(self.handler, limits=self.config.limits, peer=peer,
-                              access_log=self._shared_log, stats=self.stats)
+                              access_log=self._shared_record, stats=self.stats)
 
     def access_log_flush(self) -> None:
         if self._shared_log is not None:

@@ -5,6 +5,7 @@ left."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import signal
 import socket
@@ -185,3 +186,15 @@ def test_a_body_cut_short_over_tls_logs_the_bytes_that_left(
     got = cut_download(running, "/memory", tls=client_context(certificate))
     sent = logged_bytes(running, path, "/memory")
     assert got <= sent < len(body)
+
+
+@pytest.mark.parametrize("model", ["evented", "threaded", "iterative"])
+def test_every_protocol_is_handed_one_bound_record_method(start_server, tmp_path, model):
+    # Calling an instance costs a __call__ lookup and an argument tuple per response; a bound
+    # method made once per server is called by the fast path and costs no memory per connection.
+    running = start_server(model=model, access_log=str(tmp_path / "access.log"), quiet=False)
+    first = running.server.new_protocol("192.0.2.1")
+    second = running.server.new_protocol("192.0.2.2")
+    assert inspect.ismethod(first._access_log)
+    assert first._access_log is second._access_log
+    assert first._access_log.__func__.__name__ == "record"

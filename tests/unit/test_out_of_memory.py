@@ -107,3 +107,29 @@ def test_sending_out_of_memory_closes_that_connection_only(
             next_one.sendall(request)
             assert next_one.recv(4096).startswith(b"HTTP/1.1 200")
     assert not [record for record in caplog.records if record.exc_info]
+
+
+@pytest.mark.parametrize("model", ["threaded", "iterative"])
+def test_a_receive_buffer_out_of_memory_closes_that_connection_only(
+        start_server: Callable[..., RunningServer], model: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    server = start_server(model=model)
+    failing = failing_once(bytearray)
+
+    def buffers(size: int = 0) -> bytearray:  # only the connection's buffer has a size
+        return failing(size) if size else bytearray()
+
+    monkeypatch.setattr(blocking_driver, "bytearray", buffers, raising=False)
+    request = b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+    with caplog.at_level(logging.DEBUG):
+        with socket.create_connection(server.address, timeout=10) as unlucky:
+            unlucky.sendall(request)
+            try:
+                assert unlucky.recv(4096) == b""  # closed without a word
+            except ConnectionResetError:
+                pass
+        with socket.create_connection(server.address, timeout=10) as next_one:
+            next_one.sendall(request)
+            assert next_one.recv(4096).startswith(b"HTTP/1.1 200")
+    assert server.server.stats.connections_open <= 1
+    assert not [record for record in caplog.records if record.exc_info]
