@@ -1059,7 +1059,9 @@ def _pause_and_log_lines(record: dict[str, Any]) -> list[str]:
             f"{_number(log['lines'])} lines in {log['file']} for "
             f"{_number(log['responses_counted'])} responses in the server's last stats ("
             + ("?" if difference is None else f"{difference:+}")
-            + "; +1 when no line is missing: that stats answer is logged after it counts)")
+            + "; +1 when no line is missing: that stats answer is logged after it counts; "
+            "with --workers it may be more, since the other workers' counts are those of "
+            "their last heartbeat)")
     return lines
 
 
