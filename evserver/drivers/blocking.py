@@ -82,10 +82,12 @@ if TYPE_CHECKING:  # only for annotations: this module needs no HTTP code to run
 
 log = logging.getLogger("evserver.blocking")
 
-BLOCKING_RECV_SIZE = 16 * 1024
-"""The connection's own receive buffer, which ``recv_into`` fills: a TLS record's worth (16 KiB
-of plaintext), and many pipelined request heads. It lives as long as the connection, so it is
-kept smaller than the evented model's ``RECV_SIZE``; a larger burst takes a second call.
+BLOCKING_RECV_SIZE = 4 * 1024
+"""The connection's own receive buffer, which ``recv_into`` fills: one page, several times a
+usual request head, and dozens of pipelined ones. It lives (zero-filled, so resident) as long as
+the connection, which may idle for minutes, so it is kept far smaller than the evented model's
+``RECV_SIZE``; a larger burst, or the rest of a 16 KiB TLS record, takes further calls (the
+record's rest is already decrypted: no system call).
 
 Why a buffer of its own, when the evented driver calls ``recv``: ``recv(n)`` allocates its
 n-byte result *before* it blocks. A thread waiting for its next request would hold that block

@@ -156,7 +156,7 @@ def test_a_reactor_timer_ignores_a_wall_clock_jump(monkeypatch: pytest.MonkeyPat
     assert TIMER_DELAY <= fired[0] - armed < TIMER_DELAY + LATE_MARGIN
 
 
-@pytest.mark.parametrize("model", ["evented", "threaded"])
+@pytest.mark.parametrize("model", ["evented", "threaded", "iterative"])
 @pytest.mark.parametrize("jump", [CLOCK_JUMP_SECONDS, -CLOCK_JUMP_SECONDS],
                          ids=["forward", "backward"])
 def test_an_idle_timeout_ignores_a_wall_clock_jump_and_date_follows_it(
