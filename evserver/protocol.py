@@ -147,8 +147,10 @@ class _HeadCache:
     def __init__(self) -> None:
         self.state: tuple[int, str, dict[tuple[int, bytes, str | None], bytes]] = (-1, "", {})
 
-    def head(self, status: int, fields: bytes, connection: str | None) -> bytes:
-        second = int(time.time())
+    def head(self, status: int, fields: bytes, connection: str | None, now: float) -> bytes:
+        """The head for this response at ``now`` (``time.time()``, read once per response and
+        shared with the access log line)."""
+        second = int(now)
         state = self.state
         if state[0] != second:
             state = self.state = (second, format_http_date(second), {})
@@ -358,7 +360,8 @@ class ServerProtocol:
         else:
             # RFC 9112 9.3: an HTTP/1.0 client keeps the connection only if told it persists.
             connection = "keep-alive" if request.version == "1.0" else None
-        head = _heads.head(response.status, response.fields, connection)
+        now = time.time()
+        head = _heads.head(response.status, response.fields, connection, now)
         body = response.body
         if not body:
             out.append(head)
@@ -384,12 +387,11 @@ class ServerProtocol:
         if access_log is not None:
             held = self.held_lines
             if held is None:
-                access_log(self.peer, time.time(), request, response.status,
-                           response.body_length)
+                access_log(self.peer, now, request, response.status, response.body_length)
             else:
                 wire_body = response.body_length if body and request.method != "HEAD" else 0
-                held.append((time.time(), request, response.status, response.body_length,
-                             wire_body, len(head)))
+                held.append((now, request, response.status, response.body_length, wire_body,
+                             len(head)))
         return response.body_length
 
     def _error(self, status: int) -> list[Item]:
@@ -399,12 +401,13 @@ class ServerProtocol:
         fields, page = error_page(status)
         if self._stats is not None:
             self._stats.count_response(status, len(page))
-        head = _heads.head(status, fields, "close")
+        now = time.time()
+        head = _heads.head(status, fields, "close", now)
         if self.held_lines is not None:  # it follows a response still being sent
-            self.held_lines.append((time.time(), self._request, status, len(page), len(page),
+            self.held_lines.append((now, self._request, status, len(page), len(page),
                                     len(head)))
         elif self._access_log is not None:
-            self._access_log(self.peer, time.time(), self._request, status, len(page))
+            self._access_log(self.peer, now, self._request, status, len(page))
         if self._join_limit == NEVER_JOIN:
             return [head, page]
         return [head + page]

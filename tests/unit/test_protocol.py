@@ -6,6 +6,7 @@ malformed head would fail these tests rather than pass them by string matching.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import io
 import os
@@ -282,6 +283,20 @@ def test_access_log_and_stats_see_every_response() -> None:
     assert (status, size) == (200, 2)
     assert error[2:] == (None, 400, len(error_page(400)[1]))  # unparsed: no request to show
     assert stats.requests == 2 and stats.status_classes[2] == 1 and stats.status_classes[4] == 1
+
+
+def test_the_log_line_and_the_date_field_share_one_clock_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ``time.time()`` per response, shared by its Date field and its log record: a clock
+    that moves a whole day at every read shows whether a second read slipped in."""
+    reads = iter(range(1_700_000_000, 1_800_000_000, 86_400))
+    monkeypatch.setattr("evserver.protocol.time.time", lambda: float(next(reads)))
+    records: list[tuple[str, float, Request | None, int, int]] = []
+    protocol = ServerProtocol(echo_handler, access_log=lambda *record: records.append(record))
+    data = get("/ok") + b"BAD\r\n\r\n"
+    responses = parse_responses(flatten(protocol.receive(data)), 2)
+    for response, record in zip(responses, records, strict=True):
+        assert response.getheader("Date") == email.utils.formatdate(record[1], usegmt=True)
 
 
 def test_real_handler_serves_files_and_errors_in_order(tmp_path: Path) -> None:
