@@ -27,6 +27,18 @@ from tests.support.tls import INSTALL_OPENSSL, Certificate, make_certificate, op
 from tests.support.trees import make_docroot
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Children start with Ctrl-C at its default, even when the suite does not.
+
+    A shell starts a background job (``pytest &``, ``nohup ... &`` in a script) with SIGINT
+    ignored, and children inherit an ignored signal: a tool would then never see the SIGINT
+    that a test sends as Ctrl-C, and the test would wait for nothing. A handled signal, by
+    contrast, is back at its default in a child after ``exec``; so the suite handles SIGINT
+    itself, as Python does in a foreground process."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture
 def docroot(tmp_path: Path) -> Path:
     return make_docroot(tmp_path / "root")

@@ -17,6 +17,7 @@ stopped, also when a test fails; waits are on conditions with deadlines, never o
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -212,29 +213,51 @@ def _gone(pid: int) -> bool:
     return False
 
 
+RUN_FOLDER = r"logs and configuration: (\S+);"
+"""Where the banner names the run folder (HAProxy's configuration is in it)."""
+
+
+def _kill_processes_naming(*paths: str) -> None:
+    """Kill every process whose command line holds one of these paths: what a killed tool
+    started and could not stop (instances serve this test's folder, HAProxy reads its
+    configuration from the run folder)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command_line = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # it has ended meanwhile
+        if any(path in command_line for path in paths):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
 @needs_haproxy
 def test_the_command_prints_the_front_and_ctrl_c_stops_everything(docroot: Path) -> None:
     command = [sys.executable, str(ROOT / "tools" / "balancer.py"), "--port", "0", "-d",
                str(docroot)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
+    lines: list[str] = []
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]  # the banner: front, 2, view
+        lines += [process.stdout.readline() for _ in range(4)]  # the banner: front, 2, view
         text = "".join(lines)
         front = re.search(r"behind HAProxy on (http://\S+/)", text)
         assert front, text + (process.stderr.read() if process.stderr else "")
         pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", text)]
-        rundir = re.search(r"logs and configuration: (\S+);", text)
+        rundir = re.search(RUN_FOLDER, text)
         assert len(pids) == 2 and rundir, text
         with urllib.request.urlopen(front.group(1) + "small.txt", timeout=10) as response:
             assert response.read() == b"hello, world\n"
         process.send_signal(signal.SIGINT)
         assert process.wait(STOP_TIMEOUT) == 0
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # the tool never stopped: stop what it started, too
             process.kill()
             process.wait()
+            _kill_processes_naming(str(docroot), *re.findall(RUN_FOLDER, "".join(lines)))
     wait_until(lambda: all(_gone(pid) for pid in pids), "every instance stopped")
     assert not Path(rundir.group(1)).exists(), "the temporary run folder is removed"
     port = int(front.group(1).rsplit(":", 1)[1].strip("/"))
