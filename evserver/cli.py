@@ -23,6 +23,7 @@ the workers and supervises them; signals then mean what the master's docstring s
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import logging
 import os
@@ -45,6 +46,7 @@ EVERY_INTERFACE_HOSTS = (None, "", "0.0.0.0", "::")
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -297,8 +299,10 @@ def parse_config(argv: list[str] | None = None) -> ServerConfig:
                 open(args.trace, "a").close()  # the server appends to it
             except OSError as error:
                 parser.error(f"--trace: cannot write {args.trace!r}: {error.strerror or error}")
+    tls_context = _tls_context(parser, args)
     return ServerConfig(
-        tls_context=_tls_context(parser, args),
+        tls_context=tls_context,
+        tls_reload=None if tls_context is None else _tls_loader(args),
         root=os.path.abspath(args.directory),
         host=args.bind,
         port=args.port,
@@ -358,6 +362,14 @@ def _tls_context(parser: argparse.ArgumentParser, args: argparse.Namespace,
                               tickets=not args.tls_no_tickets)
     except TLSSetupError as error:
         parser.error(str(error))
+def _tls_loader(args: argparse.Namespace) -> Callable[[], ssl.SSLContext]:
+    """What builds the context again from the same files (a master's reload)."""
+    from evserver.net.tls import server_context
+
+    return functools.partial(server_context, args.tls_cert, args.tls_key,
+                             args.tls_password_file, tickets=not args.tls_no_tickets)
+
+
 def _check_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What ``--workers`` cannot be combined with, each refused in one line."""
     sharing = args.port_sharing or config.DEFAULT_PORT_SHARING

@@ -16,6 +16,7 @@ from evserver.http.limits import DEFAULT_LIMITS, ParserLimits
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable
 
 MODELS = ("evented", "threaded", "iterative")
 SELECTORS = SELECTOR_NAMES
@@ -128,7 +129,12 @@ class ServerConfig:
     tls_context: ssl.SSLContext | None = None
     """Serve HTTPS with this context (from ``evserver.net.tls.server_context``), or plain HTTP.
     Built once, at start-up, by whoever builds the configuration: worker processes forked later
-    inherit it (and its session ticket key) rather than reading the files again."""
+    inherit it (and its session ticket key) rather than reading the files again, until a
+    master's reload builds the next one with ``tls_reload``."""
+    tls_reload: Callable[[], ssl.SSLContext] | None = None
+    """Builds the context again from the same files (a renewed certificate), raising
+    ``TLSSetupError`` when they cannot be used: a master's SIGHUP calls it, or None (plain HTTP,
+    or a context that has no files behind it)."""
     # Teaching switches: each makes the server slower on purpose, to show what a default buys.
     nodelay: bool = True
     """Set ``TCP_NODELAY`` on accepted sockets; ``False`` leaves Nagle's algorithm on."""

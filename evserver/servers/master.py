@@ -64,6 +64,9 @@ nothing); the loop reads the numbers and acts:
   remains) is the client that retries an idempotent request once, as browsers and urllib3 do.
   New workers reopen the access log (rename it, then SIGHUP: log rotation) and start with
   empty caches; the options and the code stay the master's (restart it for a new version).
+  Over HTTPS the master first reads the certificate and key files again (a renewed
+  certificate); if they cannot be used it logs why and refuses the reload, and the workers go
+  on serving with the certificate they have.
 - SIGTTIN: one worker more; SIGTTOU: one fewer (it hands over as in a reload), never under one.
 - SIGUSR1: passed on to every worker, each of which reopens the access log (log rotation
   without a reload: logrotate's ``postrotate``).
@@ -606,7 +609,7 @@ class Master:
     # -- reload, more, fewer --------------------------------------------------------------------
 
     def _reload(self) -> None:
-        if self.stopping:
+        if self.stopping or not self._read_tls_files_again():
             return
         self.generation += 1
         log.info("reloading: starting %d new worker(s)", self.count)
@@ -615,6 +618,26 @@ class Master:
             self.failures[index] = 0
             self.due.pop(index, None)
             self._start(index)
+
+    def _read_tls_files_again(self) -> bool:
+        """Over HTTPS, a reload reads the certificate and key files again (a renewed
+        certificate): the new workers, and any started later, serve with them. Files that
+        cannot be used refuse the whole reload, as nginx refuses a reload whose configuration
+        fails its test: the workers serving go on, with the certificate they have."""
+        load = self.config.tls_reload
+        if load is None:
+            return True
+        from evserver.net.tls import TLSSetupError  # only over HTTPS: plain HTTP needs no ssl
+
+        try:
+            context = load()
+        except TLSSetupError as error:
+            log.error("reload refused: %s; the workers go on with the certificate they have",
+                      error)
+            return False
+        self.worker_config = replace(self.worker_config, tls_context=context)
+        log.info("reloading: certificate and key read again")
+        return True
 
     def _add_worker(self) -> None:
         if self.stopping:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -21,6 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -380,6 +383,86 @@ def test_https_with_worker_processes(start_process: Callable[..., ServerProcess 
         sock.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
         reader = ResponseReader(sock)
         assert [reader.next() is not None for _ in range(2)] == [True, True]
+
+
+# -- a renewed certificate -----------------------------------------------------------------------
+
+def install(certificate: Certificate, cert_path: Path, key_path: Path) -> None:
+    """Put a certificate and its key where the server reads them, each file replaced by one
+    rename (as a renewal tool does), so the server never reads half a file."""
+    for source, target in ((certificate.cert, cert_path), (certificate.key, key_path)):
+        incoming = target.with_name(target.name + ".new")
+        shutil.copyfile(source, incoming)
+        os.replace(incoming, target)
+
+
+def trusting(*certificates: Certificate) -> ssl.SSLContext:
+    """A verifying client context that trusts each of these certificates."""
+    return ssl.create_default_context(cadata="".join(c.cert.read_text() for c in certificates))
+
+
+def served_certificate(server: ServerProcess, context: ssl.SSLContext) -> bytes:
+    """The certificate (DER) the server shows a new connection."""
+    with tls_connect(server.address, context) as sock:
+        der = sock.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der(certificate: Certificate) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(certificate.cert.read_text())
+
+
+@dataclass
+class Renewal:
+    """A master serving HTTPS from ``cert_path`` and ``key_path`` (``first`` installed there),
+    the certificate to renew with (``second``), and a client that trusts both."""
+
+    server: ServerProcess
+    first: Certificate
+    second: Certificate
+    cert_path: Path
+    key_path: Path
+    context: ssl.SSLContext
+
+
+@pytest.fixture
+def renewal(tmp_path: Path, start_process: Callable[..., ServerProcess | None]) -> Renewal:
+    first, second = make_certificate(tmp_path / "first"), make_certificate(tmp_path / "second")
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    install(first, cert_path, key_path)
+    server = start_process("-q", "--workers", "1", "--tls-cert", str(cert_path),
+                           "--tls-key", str(key_path))
+    assert server is not None
+    return Renewal(server, first, second, cert_path, key_path, trusting(first, second))
+
+
+def test_sighup_to_a_master_serves_the_renewed_certificate(renewal: Renewal) -> None:
+    server, context = renewal.server, renewal.context
+    assert served_certificate(server, context) == der(renewal.first)
+    install(renewal.second, renewal.cert_path, renewal.key_path)
+    server.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: served_certificate(server, context) == der(renewal.second),
+               "the renewed certificate served")
+    assert server.stop() == 0
+
+
+def test_a_reload_with_unusable_files_is_refused_and_the_workers_go_on(
+        renewal: Renewal) -> None:
+    server, context = renewal.server, renewal.context
+    shutil.copyfile(renewal.second.key, renewal.key_path)  # a key that does not match
+    server.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: any("reload refused" in line for line in server.stderr_lines),
+               "the master's refusal")
+    refusal = next(line for line in server.stderr_lines if "reload refused" in line)
+    assert "does not belong to the certificate" in refusal, refusal
+    assert not any("reloading" in line for line in server.stderr_lines)
+    assert served_certificate(server, context) == der(renewal.first)  # the old worker serves on
+    install(renewal.second, renewal.cert_path, renewal.key_path)  # put right: the next reload
+    server.process.send_signal(signal.SIGHUP)  # takes them
+    wait_until(lambda: served_certificate(server, context) == der(renewal.second),
+               "the renewed certificate served")
+    assert server.stop() == 0
 
 
 # -- the command line ----------------------------------------------------------------------------

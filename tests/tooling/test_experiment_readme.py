@@ -19,6 +19,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.waiting import wait_until
 
 ROOT = next(folder for folder in Path(__file__).resolve().parents
             if (folder / "setup.cfg").exists())
@@ -206,6 +209,36 @@ def serve_https(command: str, tmp_path: Path, serve: Callable[..., Server]) -> N
                                  "cert.pem": files["cert.pem"]}))
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n"
+
+
+def renew_https(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    """The README's renewal: serve over HTTPS under a master, replace both files by a rename,
+    reload; new connections then get the new certificate. The reload is the README's ``kill``
+    with its ``pgrep`` narrowed to this master's pid (other tests run servers of their own)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (CI installs it)")
+    make = next(c for c in readme_commands() if c.startswith("openssl req "))
+    start = next(c for c in readme_commands() if c.startswith(".venv/bin/evserver --workers 1"))
+    reload = next(c for c in readme_commands() if c.startswith("kill -HUP"))
+    for folder in (tmp_path, tmp_path / "renewed"):
+        folder.mkdir(exist_ok=True)
+        done = run(argv_of(make, **{name: str(folder / name) for name in ("key.pem", "cert.pem")}))
+        assert done.returncode == 0, done.stderr
+    server = serve(start, cwd=tmp_path, **{MY_FOLDER: str(user_folder(tmp_path))})
+
+    def served() -> bytes:
+        return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", server.port)))
+
+    def on_disk() -> bytes:
+        return ssl.PEM_cert_to_DER_cert((tmp_path / "cert.pem").read_text())
+
+    assert served() == on_disk()
+    for name in ("key.pem", "cert.pem"):
+        os.replace(tmp_path / "renewed" / name, tmp_path / name)
+    done = run(["sh", "-c", reload.replace("$(pgrep -o -f 'evserver.*--workers')",
+                                           str(server.process.pid))])
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: served() == on_disk(), "the renewed certificate served")
 
 
 def metrics_endpoint(command: str, tmp_path: Path, serve: Callable[..., Server]) -> None:
@@ -415,6 +448,9 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "-subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' -keyout key.pem "
     "-out cert.pem": serve_https,
     ".venv/bin/evserver --tls-cert cert.pem --tls-key key.pem -d /tmp/myfolder": serve_https,
+    ".venv/bin/evserver --workers 1 --tls-cert cert.pem --tls-key key.pem -d /tmp/myfolder":
+        renew_https,
+    "kill -HUP $(pgrep -o -f 'evserver.*--workers')": renew_https,
     "curl --cacert cert.pem https://localhost:8000/hello.txt": serve_https,
     ".venv/bin/python tools/experiment.py compare --server evented --server "
     "'evented --stat-every-request' --server 'evented --no-sendfile' --server "
@@ -427,7 +463,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
 }
 
 FAST = (by_ci, make_folder, serve_folder, stats_endpoint, metrics_endpoint, listing_as_json,
-        lab_list, serve_https)
+        lab_list, serve_https, renew_https)
 """Runners that take well under a second; the others run a tool for seconds or minutes."""
 
 
