@@ -362,6 +362,8 @@ def _tls_context(parser: argparse.ArgumentParser, args: argparse.Namespace,
                               tickets=not args.tls_no_tickets)
     except TLSSetupError as error:
         parser.error(str(error))
+
+
 def _tls_loader(args: argparse.Namespace) -> Callable[[], ssl.SSLContext]:
     """What builds the context again from the same files (a master's reload)."""
     from evserver.net.tls import server_context
