@@ -358,8 +358,9 @@ def locust_machines(command: str, tmp_path: Path, serve: Callable[..., Server]) 
     if shutil.which("locust", path=str(BIN)) is None:
         pytest.skip("Locust is not installed (the load extra)")
     server = serve(".venv/bin/evserver -d " + str(user_folder(tmp_path)))
-    master_command = next(c for c in readme_commands() if "--master " in c)
-    worker_command = next(c for c in readme_commands() if "--worker" in c)
+    locust_commands = [c for c in readme_commands() if c.startswith(".venv/bin/locust ")]
+    master_command = next(c for c in locust_commands if "--master " in c)
+    worker_command = next(c for c in locust_commands if "--worker " in c)
     port = str(free_port())
     master = argv_of(master_command, **{"http://192.0.2.10:8000": server.url("").rstrip("/")})
     master += ["--master-bind-port", port, "-t", "4s", "-u", "10", "-r", "10"]
